@@ -56,7 +56,8 @@ class ActionModule(ActionBase):
         if problems:
             result["failed"] = True
             count = len(problems)
-            result["msg"] = f"{count} problem{'s' if count > 1 else ''} in the inventory of {host}, nothing was changed:\n" + (
-                "\n".join(f"- {p}" for p in problems)
+            result["msg"] = (
+                f"{count} problem{'s' if count > 1 else ''} in the inventory of {host}, nothing was changed:\n"
+                + ("\n".join(f"- {p}" for p in problems))
             )
         return result

@@ -64,7 +64,7 @@ RESERVED_NAMES = frozenset(
     postgresql pgsql template template0 template1 public all default none
     admin localhost host git cms db llm shared agent agents backup backups
     tmux service services
-    """.split()
+    """.split()  # noqa: SIM905 - a word list reads better than 80 quoted strings
 )
 
 AGENT_KEYS = {
@@ -814,7 +814,9 @@ def _check_collisions(check, agents, nets, shared, host_networks):
         net = nets[name]
         for other, other_net in owners.items():
             if net.overlaps(other_net):
-                check.add(name, "subnet", f"{net} is also the subnet of agent '{other}'", "give every agent its own /24")
+                check.add(
+                    name, "subnet", f"{net} is also the subnet of agent '{other}'", "give every agent its own /24"
+                )
                 break
         else:
             owners[name] = net
@@ -845,7 +847,10 @@ def _check_collisions(check, agents, nets, shared, host_networks):
             field = f"jail_names.{jail['slot']}"
             if taken:
                 check.add(
-                    name, field, f"jail name '{jail['name']}' is also used by {taken[0]}", f"set {field} to a unique name"
+                    name,
+                    field,
+                    f"jail name '{jail['name']}' is also used by {taken[0]}",
+                    f"set {field} to a unique name",
                 )
             else:
                 jail_owner[jail["name"]] = (f"agent '{name}'", field)

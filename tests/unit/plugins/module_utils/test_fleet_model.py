@@ -1,0 +1,286 @@
+"""The fleet model: bad inventories are named precisely, good ones derive the right values."""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import pathlib
+
+import pytest
+import yaml
+
+from ansible_collections.warden.fleet.plugins.module_utils import fleet_model
+from ansible_collections.warden.fleet.plugins.module_utils.fleet_model import (
+    InventoryError,
+    build_plan,
+    host_networks_from_facts,
+    plan_or_raise,
+)
+
+HERE = pathlib.Path(__file__).parent
+ROOT = HERE.parents[3]
+BAD_CASES = yaml.safe_load((HERE / "fleet_model_bad.yml").read_text())
+EXAMPLE = yaml.safe_load((ROOT / "inventories/example/hosts.yml").read_text())["warden_hosts"]["hosts"]
+
+
+def _hostvars(case):
+    hostvars = {"warden_ext_if": "vtnet0"}
+    if not case.get("no_agents"):
+        agents = copy.deepcopy(case["agents"])
+        if isinstance(agents, dict):
+            for settings in agents.values():
+                if isinstance(settings, dict):
+                    settings.setdefault("command", "/usr/local/bin/agent-runtime")
+        hostvars["warden_agents"] = agents
+    hostvars.update(case.get("host", {}))
+    return {key: value for key, value in hostvars.items() if value is not None}
+
+
+def test_there_are_enough_distinct_bad_inventories():
+    ids = [case["id"] for case in BAD_CASES]
+    assert len(ids) == len(set(ids))
+    assert len(ids) >= 30
+
+
+@pytest.mark.parametrize("case", BAD_CASES, ids=[c["id"] for c in BAD_CASES])
+def test_bad_inventory_names_agent_and_field(case):
+    networks = [(iface, ipaddress.ip_network(net)) for iface, net in case.get("host_networks", [])]
+    _, problems = build_plan("bsd1", _hostvars(case), networks, role_names=["preflight"])
+
+    found = sorted(((p.agent, p.field) for p in problems), key=str)
+    expected = sorted(((e["agent"], e["field"]) for e in case["expect"]), key=str)
+    assert found == expected, "\n".join(str(p) for p in problems)
+    for expect in case["expect"]:
+        problem = next(p for p in problems if (p.agent, p.field) == (expect["agent"], expect["field"]))
+        assert problem.host == "bsd1"
+        assert problem.fix, "every problem says what to do"
+        assert expect.get("message", "") in problem.message
+        assert expect.get("fix", "") in problem.fix
+        text = str(problem)
+        assert f"field '{expect['field']}'" in text
+        if expect["agent"] is not None:
+            assert f"agent '{expect['agent']}'" in text
+
+
+def test_plan_or_raise_lists_every_problem():
+    with pytest.raises(InventoryError) as raised:
+        plan_or_raise("bsd1", {"warden_agents": {"Atlas": {}, "bob": {"subnet": "8.8.8"}}})
+    fields = {(p.agent, p.field) for p in raised.value.problems}
+    assert fields == {
+        (None, "warden_ext_if"),
+        ("Atlas", "name"),
+        ("Atlas", "subnet"),
+        ("Atlas", "command"),
+        ("bob", "subnet"),
+        ("bob", "command"),
+    }
+    assert str(raised.value).count("\n") == len(fields) - 1
+
+
+def test_host_problems_come_before_agent_problems():
+    _, problems = build_plan("bsd1", {"warden_agents": {"bob": {"subnet": "10.0.1"}}, "warden_relase": "x"})
+    assert [p.agent for p in problems] == [None, None, "bob"]
+
+
+# -- good inventories -------------------------------------------------------
+
+
+def _example_plan():
+    plan, problems = build_plan("bsd1.example.net", EXAMPLE["bsd1.example.net"], role_names=["preflight"])
+    assert problems == []
+    return plan
+
+
+def test_example_inventory_derives_host_values():
+    plan = _example_plan()
+    assert plan["bridge"] == "warden0"
+    assert plan["ext_if"] == "vtnet0"
+    assert plan["release"] == "14.3-RELEASE"
+    assert plan["warden_net"] == ["10.0.1.0/24", "192.168.72.0/24"]
+    assert plan["gateways"] == ["10.0.1.1/24", "192.168.72.1/24"]
+    assert list(plan["agents"]) == ["atlas", "clawdie"]
+
+
+def test_example_inventory_derives_atlas():
+    atlas = _example_plan()["agents"]["atlas"]
+    assert atlas["gateway"] == "10.0.1.1"
+    assert atlas["cidr"] == "10.0.1.0/24"
+    assert [(j["slot"], j["name"], j["ip"], j["thick"]) for j in atlas["jails"]] == [
+        ("git", "atlasgit", "10.0.1.2", False),
+        ("cms", "atlascms", "10.0.1.3", False),
+        ("llm", "atlasllm", "10.0.1.4", False),
+        ("db", "atlasdb", "10.0.1.5", True),
+    ]
+    assert all(j["gateway"] == "10.0.1.1" and j["cidr"] == f"{j['ip']}/24" for j in atlas["jails"])
+    assert atlas["db"] == {
+        "role": "atlas",
+        "jail": "atlasdb",
+        "host": "10.0.1.5",
+        "databases": {"ops": "atlas_ops", "brain": "atlas_brain", "skills": "atlas_skills"},
+    }
+    assert atlas["llm"] == {"mode": "own", "ip": "10.0.1.4", "jail": "atlasllm"}
+    assert atlas["service"]["rc_script"] == "/usr/local/etc/rc.d/atlas"
+    assert atlas["service"]["rcvar"] == "atlas_enable"
+    assert atlas["service"]["tmux_session"] == "atlas"
+    assert atlas["ports"] == [18800, 18803]
+    assert atlas["paths"]["workspace"] == "/usr/local/warden/agents/atlas/workspace"
+    assert atlas["paths"]["env_file"] == "/usr/local/etc/warden/atlas.env"
+    assert atlas["paths"]["backup_dir"] == "/var/backups/warden/atlas"
+    assert atlas["soul"] == {
+        "repo": "https://git.example.net/souls/atlas.git",
+        "version": "v1.2.0",
+        "dest": "/usr/local/warden/agents/atlas/soul",
+    }
+    env = atlas["environment"]
+    assert env["WARDEN_DB_IP"] == "10.0.1.5"
+    assert env["WARDEN_OLLAMA_IP"] == env["WARDEN_LLAMA_CPP_IP"] == "10.0.1.4"
+    assert (env["DISPLAY_LOCALE"], env["ASSISTANT_LOCALE"], env["SYSTEM_LOCALE"]) == ("sl-SI", "sl-SI", "sl_SI.UTF-8")
+
+
+def test_example_inventory_derives_clawdie_without_llm():
+    clawdie = _example_plan()["agents"]["clawdie"]
+    assert [j["name"] for j in clawdie["jails"]] == ["clawdiegit", "clawdiecms", "clawdiedb"]
+    assert clawdie["gateway"] == "192.168.72.1"
+    assert clawdie["llm"] == {"mode": "none", "ip": None, "jail": None}
+    assert clawdie["environment"]["WARDEN_OLLAMA_IP"] == ""
+
+
+def test_defaults_for_a_minimal_agent():
+    plan = plan_or_raise(
+        "h", {"warden_ext_if": "em0", "warden_agents": {"pi": {"subnet": "172.16.50", "command": "/bin/pi"}}}
+    )
+    pi = plan["agents"]["pi"]
+    assert pi["assistant_name"] == "Pi"
+    assert pi["state"] == "present"
+    assert [j["slot"] for j in pi["jails"]] == list(fleet_model.DEFAULT_JAILS)
+    assert pi["locale"] == fleet_model.DEFAULT_LOCALE
+    assert pi["port"] is None and pi["ports"] == []
+    assert pi["soul"] is None
+    assert plan["postgresql_version"] == 17
+    assert plan["backup"]["keep_last"] == 7
+
+
+def test_overrides_and_display_locale_default_for_assistant():
+    plan = plan_or_raise(
+        "h",
+        {
+            "warden_ext_if": "em0",
+            "warden_root": "/srv/warden/",
+            "warden_agents": {
+                "hermes": {
+                    "subnet": "10.9.9",
+                    "command": "/bin/h",
+                    "jails": ["db", "git"],
+                    "ips": {"db": "10.9.9.50"},
+                    "jail_names": {"db": "hermesdata"},
+                    "locale": {"display": "de-DE"},
+                }
+            },
+        },
+    )
+    hermes = plan["agents"]["hermes"]
+    assert [(j["slot"], j["name"], j["ip"]) for j in hermes["jails"]] == [
+        ("git", "hermesgit", "10.9.9.2"),
+        ("db", "hermesdata", "10.9.9.50"),
+    ]
+    assert hermes["db"]["jail"] == "hermesdata"
+    assert hermes["db"]["host"] == "10.9.9.50"
+    assert hermes["locale"] == {"display": "de-DE", "assistant": "de-DE", "system": "en_US.UTF-8"}
+    assert hermes["paths"]["home"] == "/srv/warden/agents/hermes"
+
+
+def test_shared_llm_is_one_jail_for_all_agents():
+    plan = plan_or_raise(
+        "h",
+        {
+            "warden_ext_if": "em0",
+            "warden_shared_llm": {"subnet": "10.0.254", "name": "ollama1"},
+            "warden_agents": {
+                "atlas": {"subnet": "10.0.1", "command": "/bin/a", "llm": "shared"},
+                "bob": {"subnet": "10.0.2", "command": "/bin/b", "llm": "shared"},
+            },
+        },
+    )
+    assert plan["shared_llm"] == {
+        "name": "ollama1",
+        "subnet": "10.0.254",
+        "cidr": "10.0.254.0/24",
+        "ip": "10.0.254.4",
+        "gateway": "10.0.254.1",
+    }
+    for name in ("atlas", "bob"):
+        assert plan["agents"][name]["llm"] == {"mode": "shared", "ip": "10.0.254.4", "jail": "ollama1"}
+        assert plan["agents"][name]["environment"]["WARDEN_OLLAMA_IP"] == "10.0.254.4"
+    assert plan["warden_net"] == ["10.0.1.0/24", "10.0.2.0/24", "10.0.254.0/24"]
+
+
+def test_absent_agents_leave_the_network_but_keep_their_names():
+    hostvars = copy.deepcopy(EXAMPLE["bsd1.example.net"])
+    hostvars["warden_agents"]["clawdie"]["state"] = "absent"
+    plan = plan_or_raise("h", hostvars)
+    assert plan["warden_net"] == ["10.0.1.0/24"]
+    assert plan["gateways"] == ["10.0.1.1/24"]
+    assert plan["agents"]["clawdie"]["state"] == "absent"
+    assert [j["name"] for j in plan["agents"]["clawdie"]["jails"]] == ["clawdiegit", "clawdiecms", "clawdiedb"]
+
+
+def test_role_variables_are_not_typos():
+    hostvars = dict(EXAMPLE["bsd1.example.net"], warden_preflight_show_plan=True, warden_plan_out="/tmp/x")
+    _, problems = build_plan("h", hostvars, role_names=["preflight"])
+    assert problems == []
+
+
+def test_longest_agent_name_that_fits_every_jail():
+    name = "a" * (fleet_model.JAIL_NAME_MAX - 3)
+    plan = plan_or_raise(
+        "h",
+        {
+            "warden_ext_if": "em0",
+            "warden_agents": {name: {"subnet": "10.0.1", "command": "/b", "jails": ["git", "cms", "llm", "db"]}},
+        },
+    )
+    assert max(len(j["name"]) for j in plan["agents"][name]["jails"]) == fleet_model.JAIL_NAME_MAX
+
+
+def test_ports_ten_apart_do_not_collide():
+    agents = {f"a{i}": {"subnet": f"10.0.{i}", "command": "/b", "port": 18800 + 10 * i} for i in range(1, 6)}
+    plan = plan_or_raise("h", {"warden_ext_if": "em0", "warden_agents": agents})
+    ports = [p for a in plan["agents"].values() for p in a["ports"]]
+    assert len(ports) == len(set(ports)) == 10
+
+
+def test_host_networks_from_freebsd_facts_skip_the_bridge_and_loopback():
+    facts = {
+        "interfaces": ["vtnet0", "lo0", "warden0", "e0a_atlasgit"],
+        "vtnet0": {"ipv4": [{"address": "203.0.113.7", "netmask": "255.255.255.0"}]},
+        "lo0": {"ipv4": [{"address": "127.0.0.1", "netmask": "255.0.0.0"}]},
+        "warden0": {"ipv4": [{"address": "10.0.1.1", "netmask": "255.255.255.0"}]},
+    }
+    assert host_networks_from_facts(facts, "warden0") == [("vtnet0", ipaddress.ip_network("203.0.113.0/24"))]
+
+
+def test_host_networks_from_linux_style_facts_include_secondaries():
+    facts = {
+        "interfaces": ["eth0"],
+        "eth0": {
+            "ipv4": {"address": "192.168.1.10", "netmask": "255.255.255.0"},
+            "ipv4_secondaries": [{"address": "10.0.0.5", "netmask": "255.255.0.0"}],
+        },
+    }
+    nets = [str(n) for _, n in host_networks_from_facts(facts, "warden0")]
+    assert nets == ["192.168.1.0/24", "10.0.0.0/16"]
+    assert host_networks_from_facts(None, "warden0") == []
+
+
+def test_summary_mentions_every_jail_and_database():
+    lines = "\n".join(fleet_model.plan_summary(_example_plan()))
+    for word in (
+        "atlasgit",
+        "atlasdb",
+        "clawdiecms",
+        "atlas_brain",
+        "clawdie_skills",
+        "/usr/local/etc/rc.d/atlas",
+        "18803",
+    ):
+        assert word in lines
