@@ -284,3 +284,16 @@ def test_summary_mentions_every_jail_and_database():
         "18803",
     ):
         assert word in lines
+
+
+def test_every_inventory_key_is_documented():
+    doc = (ROOT / "docs/inventory.md").read_text()
+    keys = [f"`{k}`" for k in fleet_model.AGENT_KEYS if k not in ("locale", "soul")]
+    keys += [f"`locale.{k}`" for k in fleet_model.LOCALE_KEYS]
+    keys += [f"`soul.{k}`" for k in fleet_model.SOUL_KEYS]
+    keys += [f"`{k}`" for k in fleet_model.HOST_KEYS if k not in ("warden_backup", "warden_shared_llm")]
+    keys += [f"`warden_shared_llm.{k}`" for k in fleet_model.SHARED_LLM_KEYS]
+    keys += [f"`warden_backup.{k}`" for k in fleet_model.BACKUP_DEFAULTS if k != "schedule"]
+    keys += [f"`warden_backup.schedule.{k}`" for k in fleet_model.SCHEDULE_KEYS]
+    missing = [k for k in keys if k not in doc]
+    assert missing == []
