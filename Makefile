@@ -83,9 +83,10 @@ build: $(STAMP)
 	if [ -z "$$modules" ]; then echo "build: no modules in the artifact"; fi; \
 	for m in $$modules; do \
 	  echo "ansible-doc $(NAMESPACE).$(NAME).$$m"; \
-	  ANSIBLE_COLLECTIONS_PATH="$(CURDIR)/$(BUILD_DIR)/collections" ANSIBLE_CONFIG=/dev/null \
-	    $(BIN)/ansible-doc -t module "$(NAMESPACE).$(NAME).$$m" > "$(BUILD_DIR)/doc-$$m.txt"; \
+	  (cd "$(BUILD_DIR)" && env -u ANSIBLE_CONFIG ANSIBLE_COLLECTIONS_PATH="$(CURDIR)/$(BUILD_DIR)/collections" \
+	    "$(CURDIR)/$(BIN)/ansible-doc" -t module "$(NAMESPACE).$(NAME).$$m" > "doc-$$m.txt"); \
 	  grep -q "$(NAMESPACE).$(NAME).$$m" "$(BUILD_DIR)/doc-$$m.txt"; \
+	  grep -q "$$(realpath "$$root")" "$(BUILD_DIR)/doc-$$m.txt" || { echo "build: $$m was not documented from the artifact" >&2; exit 1; }; \
 	done
 
 test: lint sanity unit build
