@@ -10,9 +10,9 @@ version_added: 0.1.0
 description:
   - Reads the host's inventory variables (C(warden_agents), C(warden_ext_if), C(warden_release) and the other
     host settings documented in C(docs/inventory.md)) and checks every rule at once.
-  - On success returns the plan, every derived value of the host and its agents: gateway and slot IPs,
-    jail names, database role and database names, rc.d service, tmux session, paths, ports, the union of
-    agent subnets for PF and the gateway addresses of the bridge.
+  - On success returns the plan, every derived value of the host and its agents. That is gateway and slot
+    IPs, jail names, database role and database names, rc.d service, tmux session, paths, ports, the union
+    of agent subnets for PF and the gateway addresses of the bridge.
   - On failure lists every problem, each naming the host, the agent, the field and the fix.
   - Runs on the controller and never connects to the host. When network facts were gathered, agent subnets
     are also checked against the host's own networks.
