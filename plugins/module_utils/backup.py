@@ -1,0 +1,1959 @@
+# Copyright (c) warden.fleet contributors
+# BSD-2-Clause (see LICENSE)
+"""Workspace backup, verification, retention, restore and fleet listing.
+
+Python standard library only: the same file is the core of the
+warden.fleet.workspace_backup / workspace_restore / workspace_info modules
+and, installed as /usr/local/lib/warden/warden_backup.py, of the `warden`
+command on the FreeBSD host (see cli()).
+
+Everything reads names and paths from the plan built by the fleet model
+(plan["agents"][NAME]["paths"], ["service"], ["db"], ["jails"], plan["backup"]).
+
+Archive layout (one per agent per run):
+    <backup_dir>/<agent>/<agent>_<YYYYmmddTHHMMSSZ>.tar.zst      (or .tar.xz / .tar.gz)
+    <backup_dir>/<agent>/<agent>_<YYYYmmddTHHMMSSZ>.tar.zst.manifest.json
+Members: workspace/..., state/..., dbs/<key>.dump, env/<agent>.env.enc
+An archive is good only when its manifest exists, parses, names it and
+records its size; the manifest is written last.
+"""
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import fnmatch
+import grp
+import hashlib
+import json
+import os
+import pwd
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+
+__version__ = "0.1.0"
+
+FORMAT = "warden-backup/1"
+STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+EXTENSIONS = {"zstd": ".tar.zst", "xz": ".tar.xz", "gzip": ".tar.gz"}
+EXT_TO_COMPRESSION = dict((v, k) for k, v in EXTENSIONS.items())
+MANIFEST_SUFFIX = ".manifest.json"
+INDEX_NAME = ".index.json"
+LOCK_NAME = ".lock"
+PARTIAL_SUFFIX = ".partial"
+SECTIONS = ("workspace", "state")
+# Never archived: restore leftovers of our own.
+BUILTIN_EXCLUDES = (".warden-restore-*/", ".warden-prev-*/")
+CHUNK = 1024 * 1024
+EXTRA_PATH = ("/sbin", "/bin", "/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin")
+PG_BIN = "/usr/local/bin"
+UTC = datetime.timezone.utc  # noqa: UP017 - the host tool also runs on Python < 3.11
+DEFAULT_PLAN_PATH = "/usr/local/etc/warden/plan.json"
+
+_NAME_RE = re.compile(r"^(?P<agent>.+)_(?P<stamp>\d{8}T\d{6}Z)(?P<ext>\.tar\.(?:zst|xz|gz))$")
+
+
+class BackupError(Exception):
+    """A backup, verification or restore step failed; nothing was taken as good."""
+
+
+# --------------------------------------------------------------------------
+# small helpers
+
+
+def utcnow():
+    return datetime.datetime.now(UTC).replace(microsecond=0)
+
+
+def format_stamp(when):
+    return when.astimezone(UTC).strftime(STAMP_FORMAT)
+
+
+def parse_stamp(text):
+    return datetime.datetime.strptime(text, STAMP_FORMAT).replace(tzinfo=UTC)
+
+
+def parse_time(text):
+    """Parse an operator-given time; naive times are UTC; a bare date means the end of that day."""
+    text = text.strip()
+    if re.match(r"^\d{8}T\d{6}Z$", text):
+        return parse_stamp(text)
+    if re.match(r"^\d{4}-\d{2}-\d{2}$", text):
+        day = datetime.datetime.strptime(text, "%Y-%m-%d")
+        return (day + datetime.timedelta(days=1, seconds=-1)).replace(tzinfo=UTC)
+    norm = text.replace(" ", "T")
+    if norm.endswith("Z"):
+        norm = norm[:-1] + "+00:00"
+    try:
+        when = datetime.datetime.fromisoformat(norm)
+    except ValueError:
+        raise BackupError(
+            f"cannot parse time {text!r} (use YYYY-mm-ddTHH:MM[:SS][Z|+HH:MM], YYYY-mm-dd or YYYYmmddTHHMMSSZ)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC)
+
+
+def archive_name(agent, stamp, compression):
+    return f"{agent}_{stamp}{EXTENSIONS[compression]}"
+
+
+def parse_archive_name(name, agent=None):
+    """Return (agent, datetime, compression) for an archive file name, or None."""
+    match = _NAME_RE.match(name)
+    if not match:
+        return None
+    if agent is not None and match.group("agent") != agent:
+        return None
+    try:
+        when = parse_stamp(match.group("stamp"))
+    except ValueError:
+        return None
+    return match.group("agent"), when, EXT_TO_COMPRESSION[match.group("ext")]
+
+
+def find_command(name):
+    """Locate a command on PATH plus the usual FreeBSD locations."""
+    path = os.environ.get("PATH", "")
+    dirs = [d for d in path.split(os.pathsep) if d] + [d for d in EXTRA_PATH if d not in path.split(os.pathsep)]
+    return shutil.which(name, path=os.pathsep.join(dirs))
+
+
+def require_command(name):
+    found = find_command(name)
+    if not found:
+        raise BackupError(f"required command {name!r} not found")
+    return found
+
+
+def run(argv, check=True, stdin=None):
+    proc = subprocess.run(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL, capture_output=True)
+    out = proc.stdout.decode("utf-8", "replace")
+    err = proc.stderr.decode("utf-8", "replace")
+    if check and proc.returncode != 0:
+        raise BackupError(f"{' '.join(argv)} failed (rc={proc.returncode}): {(err or out).strip()}")
+    return proc.returncode, out, err
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path, data, mode=0o600):
+    """Write bytes to path through a temporary name, fsync, rename, fsync the directory."""
+    directory = os.path.dirname(path) or "."
+    tmp = os.path.join(directory, "." + os.path.basename(path) + PARTIAL_SUFFIX)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, mode)
+    os.rename(tmp, path)
+    fsync_dir(directory)
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while True:
+            block = handle.read(CHUNK)
+            if not block:
+                break
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def human_size(num):
+    num = float(num)
+    for unit in ("B", "K", "M", "G", "T"):
+        if abs(num) < 1024 or unit == "T":
+            return f"{int(num)}{unit}" if unit == "B" else f"{num:.1f}{unit}"
+        num /= 1024.0
+    return f"{int(num)}B"
+
+
+def human_age(seconds):
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def makedirs_private(path):
+    if not os.path.isdir(path):
+        os.makedirs(path, 0o700)
+
+
+# --------------------------------------------------------------------------
+# plan access
+
+
+def agent_plan(plan, name):
+    agents = plan.get("agents") or {}
+    if name not in agents:
+        raise BackupError("agent {!r} is not in the plan of host {}".format(name, plan.get("host", "?")))
+    return agents[name]
+
+
+def agent_backup_dir(plan, name):
+    agents = plan.get("agents") or {}
+    if name in agents and agents[name].get("paths", {}).get("backup_dir"):
+        return agents[name]["paths"]["backup_dir"]
+    return os.path.join(plan["backup"]["dir"], name)
+
+
+def selected_agents(plan, names=None):
+    agents = plan.get("agents") or {}
+    if names:
+        missing = [n for n in names if n not in agents]
+        if missing:
+            raise BackupError("not in the plan: {}".format(", ".join(sorted(missing))))
+        return sorted(names)
+    return sorted(n for n, a in agents.items() if a.get("state", "present") == "present")
+
+
+def orphan_workspaces(plan):
+    """Directories under <root>/agents/ that no agent of the plan owns."""
+    base = os.path.join(plan["root"], "agents")
+    known = set((plan.get("agents") or {}).keys())
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:
+        return []
+    return [
+        os.path.join(base, n)
+        for n in names
+        if n not in known and os.path.isdir(os.path.join(base, n)) and not os.path.islink(os.path.join(base, n))
+    ]
+
+
+# --------------------------------------------------------------------------
+# excludes and tree scanning
+
+
+def compile_excludes(patterns):
+    rules = []
+    for pattern in list(patterns or []) + list(BUILTIN_EXCLUDES):
+        if not pattern:
+            continue
+        dir_only = pattern.endswith("/")
+        pat = pattern.rstrip("/")
+        anchored = pat.startswith("/")
+        pat = pat.lstrip("/")
+        rules.append((pat, dir_only, anchored, "/" in pat))
+    return rules
+
+
+def is_excluded(relpath, is_dir, rules):
+    """relpath is relative to the source root ("a/b.md").
+
+    "name" or "*.lock" matches a base name at any depth; "a/b/" matches that
+    path suffix at any depth; "/a" is anchored at the root; a trailing "/"
+    restricts a pattern to directories.
+    """
+    base = relpath.rsplit("/", 1)[-1]
+    parts = None
+    for pat, dir_only, anchored, has_slash in rules:
+        if dir_only and not is_dir:
+            continue
+        if anchored:
+            if fnmatch.fnmatchcase(relpath, pat):
+                return True
+        elif has_slash:
+            if parts is None:
+                parts = relpath.split("/")
+            for i in range(len(parts)):
+                if fnmatch.fnmatchcase("/".join(parts[i:]), pat):
+                    return True
+        elif fnmatch.fnmatchcase(base, pat):
+            return True
+    return False
+
+
+class Entry:
+    __slots__ = ("path", "src", "kind", "size", "mode", "mtime_ns", "ctime_ns", "ino", "uid", "gid", "target", "sha256")
+
+    def key(self):
+        return [self.kind, self.size, self.mode, self.mtime_ns, self.ctime_ns, self.ino, self.target]
+
+
+def _entry(path, src, st, kind, target=None):
+    e = Entry()
+    e.path, e.src, e.kind = path, src, kind
+    e.size = st.st_size if kind == "f" else 0
+    e.mode = stat.S_IMODE(st.st_mode)
+    e.mtime_ns, e.ctime_ns, e.ino = st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+    e.uid, e.gid, e.target, e.sha256 = st.st_uid, st.st_gid, target, None
+    return e
+
+
+def scan_tree(root, prefix, rules, skipped=None):
+    """Stat-only walk of root; returns entries (dirs, files, symlinks) in archive order."""
+    entries = []
+    try:
+        st = os.lstat(root)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return entries
+        raise
+    if not stat.S_ISDIR(st.st_mode):
+        raise BackupError(f"{root} is not a directory")
+    entries.append(_entry(prefix, root, st, "d"))
+    stack = [(root, "")]
+    while stack:
+        directory, rel = stack.pop()
+        try:
+            with os.scandir(directory) as it:
+                items = sorted(it, key=lambda d: d.name)
+        except OSError as exc:
+            raise BackupError(f"cannot read {directory}: {exc}") from exc
+        subdirs = []
+        for item in items:
+            relpath = rel + item.name if not rel else rel + "/" + item.name
+            st = item.stat(follow_symlinks=False)
+            mode = st.st_mode
+            if stat.S_ISDIR(mode):
+                if is_excluded(relpath, True, rules):
+                    continue
+                entries.append(_entry(prefix + "/" + relpath, item.path, st, "d"))
+                subdirs.append((item.path, relpath))
+            elif is_excluded(relpath, False, rules):
+                continue
+            elif stat.S_ISREG(mode):
+                entries.append(_entry(prefix + "/" + relpath, item.path, st, "f"))
+            elif stat.S_ISLNK(mode):
+                entries.append(_entry(prefix + "/" + relpath, item.path, st, "l", os.readlink(item.path)))
+            elif skipped is not None:
+                skipped.append(prefix + "/" + relpath)
+        # depth first, in name order
+        for sub in reversed(subdirs):
+            stack.append(sub)
+    entries.sort(key=lambda e: e.path.split("/"))
+    return entries
+
+
+def tree_stats(root):
+    """Size (bytes of regular files), file count and newest mtime of a tree, without excludes."""
+    total, count, newest = 0, 0, None
+    try:
+        entries = scan_tree(root, "x", [])
+    except (OSError, BackupError):
+        return None
+    for e in entries:
+        if e.kind == "f":
+            total += e.size
+            count += 1
+        mt = e.mtime_ns / 1e9
+        if newest is None or mt > newest:
+            newest = mt
+    return {"size": total, "files": count, "last_modified": newest}
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL custom-format dumps
+
+
+def _read_int(buf, pos, int_size):
+    sign = buf[pos]
+    value = 0
+    for i in range(int_size):
+        value |= buf[pos + 1 + i] << (8 * i)
+    return (-value if sign else value), pos + 1 + int_size
+
+
+def pgdump_header_length(buf):
+    """Length of a pg_dump custom-format header (magic, versions, timestamp,
+    database and version strings), or None if buf is not one we understand.
+
+    Everything after it (table of contents and data) is a deterministic
+    function of the database contents; the header carries the dump time.
+    """
+    try:
+        if buf[:5] != b"PGDMP":
+            return None
+        vmaj, vmin = buf[5], buf[6]
+        int_size, fmt = buf[8], buf[10]
+        pos = 11
+        if fmt != 1 or vmaj != 1 or vmin < 10 or vmin > 16 or int_size > 8:
+            return None
+        if vmin >= 15:
+            pos += 1
+        else:
+            _, pos = _read_int(buf, pos, int_size)
+        for _ in range(7):
+            _, pos = _read_int(buf, pos, int_size)
+        for _ in range(3):
+            length, pos = _read_int(buf, pos, int_size)
+            if length > 0:
+                pos += length
+        if pos > len(buf):
+            return None
+        return pos
+    except IndexError:
+        return None
+
+
+def dump_database(jail, dbname, dest=None):
+    """pg_dump -Fc inside the db jail, streamed to dest (or only hashed).
+
+    Returns {"sha256", "content_sha256", "size"}.
+    """
+    argv = [require_command("jexec"), "-l", "-U", "postgres", jail, PG_BIN + "/pg_dump", "-Fc", dbname]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    errbuf = []
+    err_thread = threading.Thread(target=lambda: errbuf.append(proc.stderr.read()))
+    err_thread.start()
+    full, content = hashlib.sha256(), hashlib.sha256()
+    head, header_done, size = b"", False, 0
+    out = open(dest, "wb") if dest else None  # noqa: SIM115 - closed in the finally below
+    try:
+        while True:
+            block = proc.stdout.read(CHUNK)
+            if not block:
+                break
+            size += len(block)
+            full.update(block)
+            if out:
+                out.write(block)
+            if header_done:
+                content.update(block)
+            else:
+                head += block
+                if len(head) >= 4096:
+                    header_done = True
+                    _content_start(content, head)
+        if not header_done:
+            _content_start(content, head)
+        if out:
+            out.flush()
+            os.fsync(out.fileno())
+    finally:
+        if out:
+            out.close()
+        rc = proc.wait()
+        err_thread.join()
+    if rc != 0 or size == 0:
+        err = b"".join(errbuf).decode("utf-8", "replace").strip()
+        raise BackupError(f"pg_dump of {dbname} in jail {jail} failed (rc={rc}): {err}")
+    return {"sha256": full.hexdigest(), "content_sha256": content.hexdigest(), "size": size}
+
+
+def _content_start(digest, head):
+    skip = pgdump_header_length(head)
+    if skip is None:
+        # unknown layout: hash it all, so an unchanged database only costs a new archive
+        skip = 0
+    digest.update(head[skip:])
+
+
+def restore_database(jail, dbname, dump_path, role=None, foreign=False):
+    argv = [
+        require_command("jexec"),
+        "-l",
+        "-U",
+        "postgres",
+        jail,
+        PG_BIN + "/pg_restore",
+        "--clean",
+        "--if-exists",
+        "--single-transaction",
+        "--exit-on-error",
+    ]
+    if foreign:
+        argv += ["--no-owner", "--no-acl"]
+        if role:
+            argv.append("--role=" + role)
+    argv += ["-d", dbname]
+    with open(dump_path, "rb") as handle:
+        run(argv, stdin=handle)
+
+
+# --------------------------------------------------------------------------
+# soul, env, zfs
+
+
+def soul_commit(path):
+    if not path or not os.path.exists(os.path.join(path, ".git")):
+        return None
+    git = find_command("git")
+    if not git:
+        return None
+    rc, out, _ = run([git, "-c", "safe.directory=" + path, "-C", path, "rev-parse", "HEAD"], check=False)
+    return out.strip() if rc == 0 and out.strip() else None
+
+
+def check_passphrase_file(path):
+    if not path:
+        raise BackupError(
+            "include_env is true but no env_passphrase_file is set: refusing to archive the env file unencrypted"
+        )
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise BackupError(f"env_passphrase_file {path} does not exist") from None
+    if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+        raise BackupError(f"env_passphrase_file {path} is not a non-empty regular file")
+    if st.st_mode & 0o077:
+        raise BackupError(f"env_passphrase_file {path} is readable by group or others (chmod 600 it)")
+
+
+def openssl_crypt(src, dest, passphrase_file, decrypt=False):
+    argv = [require_command("openssl"), "enc", "-aes-256-cbc", "-pbkdf2", "-salt"]
+    if decrypt:
+        argv.append("-d")
+    argv += ["-in", src, "-out", dest, "-pass", "file:" + passphrase_file]
+    run(argv)
+
+
+def zfs_dataset(path):
+    """Name of the ZFS dataset mounted exactly at path, or None."""
+    zfs = find_command("zfs")
+    if not zfs:
+        return None
+    rc, out, _ = run([zfs, "list", "-H", "-o", "name,mountpoint", "-t", "filesystem"], check=False)
+    if rc != 0:
+        return None
+    real = os.path.realpath(path)
+    for line in out.splitlines():
+        fields = line.split("\t")
+        if len(fields) == 2 and fields[1] == real:
+            return fields[0]
+    return None
+
+
+class Snapshots:
+    """ZFS snapshots taken for one agent's backup; destroyed on close."""
+
+    def __init__(self, name):
+        self.name = name
+        self.taken = []
+
+    def source(self, path):
+        dataset = zfs_dataset(path)
+        if not dataset:
+            return path, None
+        run([require_command("zfs"), "snapshot", f"{dataset}@{self.name}"])
+        self.taken.append(dataset)
+        return os.path.join(os.path.realpath(path), ".zfs", "snapshot", self.name), f"{dataset}@{self.name}"
+
+    def close(self):
+        errors = []
+        for dataset in self.taken:
+            rc, out, err = run([require_command("zfs"), "destroy", f"{dataset}@{self.name}"], check=False)
+            if rc != 0:
+                errors.append((err or out).strip())
+        self.taken = []
+        if errors:
+            raise BackupError("could not destroy snapshot(s): {}".format("; ".join(errors)))
+
+
+# --------------------------------------------------------------------------
+# archive writing
+
+
+class _CountingWriter:
+    def __init__(self, raw):
+        self.raw = raw
+        self.pos = 0
+
+    def write(self, data):
+        self.raw.write(data)
+        self.pos += len(data)
+        return len(data)
+
+    def tell(self):
+        return self.pos
+
+    def flush(self):
+        pass
+
+
+class _HashingWriter:
+    def __init__(self, raw):
+        self.raw = raw
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data):
+        self.digest.update(data)
+        self.size += len(data)
+        return self.raw.write(data)
+
+    def flush(self):
+        self.raw.flush()
+
+
+class _HashingReader:
+    def __init__(self, raw, size, name):
+        self.raw, self.remaining, self.name = raw, size, name
+        self.digest = hashlib.sha256()
+
+    def read(self, n=-1):
+        if self.remaining <= 0:
+            return b""
+        if n is None or n < 0 or n > self.remaining:
+            n = self.remaining
+        block = self.raw.read(n)
+        if not block:
+            raise BackupError(f"{self.name} shrank while it was archived (best-effort source; rerun the backup)")
+        self.remaining -= len(block)
+        self.digest.update(block)
+        return block
+
+
+class ArchiveWriter:
+    """A tar stream compressed by `zstd -T0` (or lzma/gzip in process) into
+    a partial file, hashing the compressed bytes as they are written."""
+
+    def __init__(self, path, compression, level=None):
+        self.path, self.compression = path, compression
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        self.out = os.fdopen(self.fd, "wb", buffering=CHUNK)
+        self.hashing = _HashingWriter(self.out)
+        self.proc = self.thread = self.compressor = None
+        self.reader_error = []
+        if compression == "zstd":
+            argv = [require_command("zstd"), f"-{level or 3}", "-T0", "-q", "-c"]
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=CHUNK)
+            self.thread = threading.Thread(target=self._pump)
+            self.thread.start()
+            sink = self.proc.stdin
+        elif compression == "xz":
+            import lzma
+
+            self.compressor = lzma.LZMAFile(self.hashing, "wb", preset=level or 6)  # noqa: SIM115 - finish()
+            sink = self.compressor
+        elif compression == "gzip":
+            import gzip
+
+            self.compressor = gzip.GzipFile(fileobj=self.hashing, mode="wb", compresslevel=level or 6, mtime=0)
+            sink = self.compressor
+        else:
+            raise BackupError(f"unknown compression {compression!r}")
+        self.tar = tarfile.TarFile(fileobj=_CountingWriter(sink), mode="w", format=tarfile.PAX_FORMAT)
+        self.tar.copybufsize = CHUNK
+        self._names = {}
+
+    def _pump(self):
+        try:
+            while True:
+                block = self.proc.stdout.read(CHUNK)
+                if not block:
+                    break
+                self.hashing.write(block)
+        except Exception as exc:  # reported by finish()
+            self.reader_error.append(exc)
+
+    def _info(self, name, kind, size=0, mode=0o644, mtime=0, uid=0, gid=0, target=None):
+        info = tarfile.TarInfo(name)
+        info.type = {"f": tarfile.REGTYPE, "d": tarfile.DIRTYPE, "l": tarfile.SYMTYPE}[kind]
+        info.size = size if kind == "f" else 0
+        info.mode = mode
+        info.mtime = int(mtime)
+        info.uid, info.gid = uid, gid
+        info.uname, info.gname = self._user(uid), self._group(gid)
+        if target is not None:
+            info.linkname = target
+        return info
+
+    def _user(self, uid):
+        key = ("u", uid)
+        if key not in self._names:
+            try:
+                self._names[key] = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                self._names[key] = ""
+        return self._names[key]
+
+    def _group(self, gid):
+        key = ("g", gid)
+        if key not in self._names:
+            try:
+                self._names[key] = grp.getgrgid(gid).gr_name
+            except KeyError:
+                self._names[key] = ""
+        return self._names[key]
+
+    def add_entry(self, e):
+        info = self._info(e.path, e.kind, e.size, e.mode, e.mtime_ns // 1000000000, e.uid, e.gid, e.target)
+        if e.kind != "f":
+            self.tar.addfile(info)
+            return
+        fd = os.open(e.src, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb", buffering=0) as handle:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_ino != e.ino:
+                raise BackupError(f"{e.src} was replaced while it was archived")
+            reader = _HashingReader(handle, e.size, e.src)
+            self.tar.addfile(info, reader)
+        e.sha256 = reader.digest.hexdigest()
+
+    def add_file(self, name, src, mode=0o600):
+        size = os.path.getsize(src)
+        info = self._info(name, "f", size, mode, time.time())
+        with open(src, "rb") as handle:
+            reader = _HashingReader(handle, size, src)
+            self.tar.addfile(info, reader)
+        return reader.digest.hexdigest(), size
+
+    def finish(self):
+        """Close the stream, fsync; returns (sha256, size) of the compressed file."""
+        self.tar.close()
+        if self.proc:
+            self.proc.stdin.close()
+            self.thread.join()
+            rc = self.proc.wait()
+            if rc != 0 or self.reader_error:
+                raise BackupError(f"zstd failed (rc={rc}) {self.reader_error or ''}")
+        else:
+            self.compressor.close()
+        self.out.flush()
+        os.fsync(self.out.fileno())
+        self.out.close()
+        return self.hashing.digest.hexdigest(), self.hashing.size
+
+    def abort(self):
+        for closer in (
+            lambda: self.proc and self.proc.kill(),
+            lambda: self.proc and self.proc.stdin.close(),
+            lambda: self.thread and self.thread.join(),
+            lambda: self.proc and self.proc.wait(),
+            lambda: self.out.close(),
+        ):
+            with contextlib.suppress(Exception):  # best effort cleanup of a failed archive
+                closer()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+def pick_compression(preference="auto"):
+    if preference in (None, "", "auto"):
+        return "zstd" if find_command("zstd") else "xz"
+    if preference == "zstd" and not find_command("zstd"):
+        raise BackupError("compression zstd requested but the zstd command is not installed")
+    if preference not in EXTENSIONS:
+        raise BackupError(f"unknown compression {preference!r} (auto, zstd, xz, gzip)")
+    return preference
+
+
+# --------------------------------------------------------------------------
+# manifests, archive listing, verification
+
+
+def manifest_path(archive_path):
+    return archive_path + MANIFEST_SUFFIX
+
+
+def load_manifest(archive_path):
+    """The manifest of archive_path if it is valid for that archive, else None."""
+    try:
+        with open(manifest_path(archive_path), "rb") as handle:
+            data = json.loads(handle.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return None
+    if data.get("archive") != os.path.basename(archive_path):
+        return None
+    if not re.match(r"^[0-9a-f]{64}$", str(data.get("archive_sha256", ""))):
+        return None
+    if not isinstance(data.get("files"), list):
+        return None
+    return data
+
+
+def list_archives(agent_dir, agent):
+    """Archives of an agent, newest first: dicts with name, path, time, size,
+    state ("good", "incomplete": no valid manifest, "size-mismatch")."""
+    result = []
+    try:
+        names = os.listdir(agent_dir)
+    except OSError:
+        return result
+    for name in names:
+        parsed = parse_archive_name(name, agent)
+        if not parsed:
+            continue
+        path = os.path.join(agent_dir, name)
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            continue
+        manifest = load_manifest(path)
+        state = "good"
+        if manifest is None:
+            state = "incomplete"
+        elif manifest.get("archive_size") != size:
+            state = "size-mismatch"
+        result.append(
+            {
+                "name": name,
+                "path": path,
+                "time": parsed[1],
+                "compression": parsed[2],
+                "size": size,
+                "state": state,
+                "manifest": manifest,
+            }
+        )
+    result.sort(key=lambda a: (a["time"], a["name"]), reverse=True)
+    return result
+
+
+def good_archives(agent_dir, agent):
+    return [a for a in list_archives(agent_dir, agent) if a["state"] == "good"]
+
+
+def open_tar_stream(path, compression):
+    """Return (tarfile, closer) reading the archive as a stream."""
+    if compression == "zstd":
+        proc = subprocess.Popen(
+            [require_command("zstd"), "-d", "-q", "-c", path],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=CHUNK,
+        )
+        tar = tarfile.open(fileobj=proc.stdout, mode="r|")  # noqa: SIM115 - closed by close()
+
+        def close():
+            tar.close()
+            rest = proc.stdout.read()
+            err = proc.stderr.read()
+            rc = proc.wait()
+            if rc != 0:
+                raise BackupError(f"zstd -d failed (rc={rc}): {err.decode('utf-8', 'replace').strip()}")
+            return rest
+
+        return tar, close
+    mode = {"xz": "r|xz", "gzip": "r|gz"}[compression]
+    handle = open(path, "rb")  # noqa: SIM115 - closed by close_plain()
+    tar = tarfile.open(fileobj=handle, mode=mode)  # noqa: SIM115 - closed by close_plain()
+
+    def close_plain():
+        tar.close()
+        handle.close()
+
+    return tar, close_plain
+
+
+def _kill_stream(closer):
+    with contextlib.suppress(Exception):  # the error that got us here is the one reported
+        closer()
+
+
+def manifest_index(manifest):
+    """path -> expected entry for every member of the archive (files, dbs, env)."""
+    expected = {}
+    for f in manifest["files"]:
+        expected[f["path"]] = f
+    for db in manifest.get("databases") or []:
+        expected[db["member"]] = {"path": db["member"], "type": "f", "size": db["size"], "sha256": db["sha256"]}
+    env = manifest.get("env") or {}
+    if env.get("member"):
+        expected[env["member"]] = {"path": env["member"], "type": "f", "size": env["size"], "sha256": env["sha256"]}
+    return expected
+
+
+def verify_archive(path, manifest=None, members=True):
+    """Check the archive's sha256 and (members=True) every member's sha256
+    against its manifest. Raises BackupError on any mismatch."""
+    if manifest is None:
+        manifest = load_manifest(path)
+        if manifest is None:
+            raise BackupError(f"{path} has no valid manifest")
+    size = os.path.getsize(path)
+    if size != manifest["archive_size"]:
+        raise BackupError(f"{path}: size {size} differs from the manifest's {manifest['archive_size']}")
+    actual = sha256_file(path)
+    if actual != manifest["archive_sha256"]:
+        raise BackupError(f"{path}: sha256 {actual} differs from the manifest's {manifest['archive_sha256']}")
+    if members:
+        extract_archive(path, manifest, None)
+    return manifest
+
+
+def _safe_member(name):
+    if not name or name.startswith("/") or "\\" in name:
+        return False
+    parts = name.split("/")
+    return all(p not in ("", ".", "..") for p in parts)
+
+
+def extract_archive(path, manifest, dest_for):
+    """Stream the archive, checking every member against the manifest.
+
+    dest_for(member_path) -> filesystem path or None (skip writing). With
+    dest_for None nothing is written (verification only). Symlinks are
+    created last and file writes never follow links. Returns the entries.
+    """
+    expected = manifest_index(manifest)
+    seen = set()
+    links, dirs = [], []
+    tar, closer = open_tar_stream(path, manifest["compression"])
+    try:
+        for info in tar:
+            name = info.name
+            exp = expected.get(name)
+            if exp is None or not _safe_member(name):
+                raise BackupError(f"{path}: member {name!r} is not in the manifest")
+            if name in seen:
+                raise BackupError(f"{path}: member {name!r} appears twice")
+            seen.add(name)
+            target = dest_for(name) if dest_for else None
+            if info.isreg():
+                if exp["type"] != "f" or info.size != exp["size"]:
+                    raise BackupError(f"{path}: member {name!r} differs from the manifest (size)")
+                digest = hashlib.sha256()
+                source = tar.extractfile(info)
+                out_fd = None
+                if target:
+                    out_fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                try:
+                    while True:
+                        block = source.read(CHUNK)
+                        if not block:
+                            break
+                        digest.update(block)
+                        if out_fd is not None:
+                            view = memoryview(block)
+                            while view:
+                                view = view[os.write(out_fd, view) :]
+                finally:
+                    if out_fd is not None:
+                        os.close(out_fd)
+                if digest.hexdigest() != exp["sha256"]:
+                    raise BackupError(f"{path}: member {name!r} sha256 differs from the manifest")
+                if target:
+                    os.chmod(target, exp.get("mode", 0o600) & 0o1777)
+                    os.utime(target, (exp.get("mtime", info.mtime), exp.get("mtime", info.mtime)))
+            elif info.isdir():
+                if exp["type"] != "d":
+                    raise BackupError(f"{path}: member {name!r} differs from the manifest (type)")
+                if target:
+                    if not os.path.isdir(target):
+                        os.mkdir(target, 0o700)
+                    dirs.append((target, exp))
+            elif info.issym():
+                if exp["type"] != "l" or info.linkname != exp.get("target"):
+                    raise BackupError(f"{path}: member {name!r} differs from the manifest (link)")
+                if target:
+                    links.append((target, info.linkname))
+            else:
+                raise BackupError(f"{path}: member {name!r} has an unsupported type")
+        _finish_stream(closer)
+    except BackupError:
+        _kill_stream(closer)
+        raise
+    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        _kill_stream(closer)
+        raise BackupError(f"{path}: cannot read archive: {exc}") from exc
+    missing = sorted(set(expected) - seen)
+    if missing:
+        raise BackupError(f"{path}: {len(missing)} member(s) of the manifest are missing, e.g. {missing[0]}")
+    for target, link in links:
+        os.symlink(link, target)
+    for target, exp in sorted(dirs, key=lambda d: d[0].count("/"), reverse=True):
+        os.chmod(target, exp.get("mode", 0o755) & 0o1777)
+        os.utime(target, (exp.get("mtime", 0), exp.get("mtime", 0)))
+    return seen
+
+
+def _finish_stream(closer):
+    rest = closer()
+    if rest and rest.strip(b"\0"):
+        raise BackupError("trailing data after the end of the archive")
+
+
+# --------------------------------------------------------------------------
+# retention
+
+
+def retention(archives, keep_last=0, keep_daily=0, keep_weekly=0, keep_monthly=0, protect=None):
+    """Select archives to keep.
+
+    archives: iterable of (name, datetime). For each rule, walking from the
+    newest: keep_last keeps the N newest; keep_daily/weekly/monthly keep the
+    newest archive of each of the N most recent days/ISO weeks/months that
+    have one. `protect` (the newest verified archive) is always kept.
+    Returns (keep: {name: [reasons]}, prune: [names], newest first).
+    """
+    ordered = sorted(archives, key=lambda a: (a[1], a[0]), reverse=True)
+    rules = [
+        ("last", keep_last or 0, lambda t, n: n),
+        ("daily", keep_daily or 0, lambda t, n: t.strftime("%Y-%m-%d")),
+        ("weekly", keep_weekly or 0, lambda t, n: "{:d}-{:02d}".format(*t.isocalendar()[:2])),
+        ("monthly", keep_monthly or 0, lambda t, n: t.strftime("%Y-%m")),
+    ]
+    keep = {}
+    for rule, count, keyfn in rules:
+        last_key, left = None, count
+        for name, when in ordered:
+            if left <= 0:
+                break
+            key = keyfn(when, name)
+            if key != last_key:
+                keep.setdefault(name, []).append(rule)
+                last_key = key
+                left -= 1
+    if protect:
+        keep.setdefault(protect, []).append("newest-verified")
+    prune = [name for name, _ in ordered if name not in keep]
+    return keep, prune
+
+
+# --------------------------------------------------------------------------
+# locking
+
+
+class AgentLock:
+    def __init__(self, agent_dir):
+        self.path = os.path.join(agent_dir, LOCK_NAME)
+        self.fd = None
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            self.fd = None
+            raise BackupError(f"another backup or restore holds {self.path}") from None
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def stale_leftovers(agent_dir, agent):
+    """Partial files and archives without a valid manifest. Only call while
+    holding the agent lock: then no run is writing them."""
+    found = []
+    try:
+        names = os.listdir(agent_dir)
+    except OSError:
+        return found
+    for name in sorted(names):
+        if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
+            found.append(os.path.join(agent_dir, name))
+    for arch in list_archives(agent_dir, agent):
+        if arch["state"] != "good":
+            found.append(arch["path"])
+            if os.path.exists(manifest_path(arch["path"])):
+                found.append(manifest_path(arch["path"]))
+    return found
+
+
+# --------------------------------------------------------------------------
+# backup
+
+
+def _load_index(agent_dir):
+    try:
+        with open(os.path.join(agent_dir, INDEX_NAME), "rb") as handle:
+            data = json.loads(handle.read().decode("utf-8"))
+        if isinstance(data, dict) and data.get("format") == FORMAT:
+            return data
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _file_line(e):
+    return f"{e.kind}\0{e.path}\0{e.size}\0{e.mode:o}\0{e.sha256 or ''}\0{e.target or ''}\n"
+
+
+def content_digest(entries, dbs, soul, env_key):
+    digest = hashlib.sha256()
+    for e in entries:
+        digest.update(_file_line(e).encode("utf-8", "surrogateescape"))
+    for db in dbs:
+        digest.update(("db\0{}\0{}\0{}\n".format(db["key"], db["name"], db["content_sha256"])).encode("utf-8"))
+    digest.update(("soul\0%s\n" % (soul or "")).encode("utf-8"))
+    digest.update((f"env\0{json.dumps(env_key)}\n").encode())
+    return digest.hexdigest()
+
+
+def _manifest_entry(e):
+    item = {"path": e.path, "type": e.kind, "mode": e.mode, "mtime": e.mtime_ns // 1000000000}
+    if e.kind == "f":
+        item["size"] = e.size
+        item["sha256"] = e.sha256
+    elif e.kind == "l":
+        item["target"] = e.target
+    return item
+
+
+class AgentBackup:
+    """One agent's backup run. Use run()."""
+
+    def __init__(self, plan, name, check_mode=False, env_passphrase_file=None, now=None, log=None):
+        self.plan, self.name, self.check_mode = plan, name, check_mode
+        self.agent = agent_plan(plan, name)
+        self.settings = plan.get("backup") or {}
+        self.agent_dir = agent_backup_dir(plan, name)
+        self.env_passphrase_file = env_passphrase_file or self.settings.get("env_passphrase_file")
+        self.now = now
+        self.log = log or (lambda msg: None)
+        self.result = {
+            "agent": name,
+            "status": None,
+            "archive": None,
+            "manifest": None,
+            "size": None,
+            "files": None,
+            "pruned": [],
+            "removed_leftovers": [],
+            "consistency": None,
+            "databases": [],
+            "msg": "",
+        }
+
+    # -- sources
+    def sources(self, roots=None):
+        paths = self.agent.get("paths") or {}
+        rules = compile_excludes(self.settings.get("exclude") or [])
+        entries, skipped = [], []
+        for section in SECTIONS:
+            root = (roots or {}).get(section) or paths.get(section)
+            if root:
+                entries.extend(scan_tree(root, section, rules, skipped))
+        return entries, skipped
+
+    def env_key(self):
+        env_file = (self.agent.get("paths") or {}).get("env_file")
+        if not self.settings.get("include_env") or not env_file:
+            return None
+        try:
+            st = os.stat(env_file)
+        except OSError:
+            return None
+        return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+    def databases(self, workdir):
+        db = self.agent.get("db")
+        if not db:
+            return []
+        out = []
+        for key in sorted(db.get("databases") or {}):
+            dbname = db["databases"][key]
+            dest = os.path.join(workdir, f"db-{key}") if workdir else None
+            info = dump_database(db["jail"], dbname, dest)
+            info.update({"key": key, "name": dbname, "jail": db["jail"], "member": f"dbs/{key}.dump", "tmp": dest})
+            out.append(info)
+        return out
+
+    def unchanged_by_stat(self, entries, index, dbs, soul, env_key):
+        """Fill sha256 of entries whose stat key matches the index; True when
+        nothing at all changed since the last good archive."""
+        if not index:
+            return False
+        known = index.get("files") or {}
+        same = len(known) == len(entries)
+        for e in entries:
+            prev = known.get(e.path)
+            if prev and prev[0] == e.key():
+                e.sha256 = prev[1]
+            else:
+                same = False
+        if not same:
+            return False
+        return content_digest(entries, dbs, soul, env_key) == index.get("digest")
+
+    def last_good(self, index):
+        if not index or not index.get("archive"):
+            return None
+        path = os.path.join(self.agent_dir, index["archive"])
+        manifest = load_manifest(path)
+        if manifest is None or manifest.get("content_digest") != index.get("digest"):
+            return None
+        try:
+            if os.path.getsize(path) != manifest.get("archive_size"):
+                return None
+        except OSError:
+            return None
+        return path
+
+    def run(self):
+        start = time.time()
+        res = self.result
+        paths = self.agent.get("paths") or {}
+        if not os.path.isdir(paths.get("workspace") or "") and not os.path.isdir(paths.get("state") or ""):
+            res["status"] = "missing"
+            res["msg"] = "no workspace on disk at {}".format(paths.get("workspace"))
+            return res
+        if self.settings.get("include_env") and self.env_key() is not None:
+            check_passphrase_file(self.env_passphrase_file)
+        if self.check_mode:
+            return self._run_check(start)
+        makedirs_private(self.agent_dir)
+        with AgentLock(self.agent_dir):
+            for leftover in stale_leftovers(self.agent_dir, self.name):
+                if os.path.isdir(leftover) and not os.path.islink(leftover):
+                    shutil.rmtree(leftover)
+                else:
+                    os.unlink(leftover)
+                res["removed_leftovers"].append(leftover)
+            self._run_locked()
+            self._prune()
+        res["duration"] = round(time.time() - start, 3)
+        return res
+
+    def _run_check(self, start):
+        res = self.result
+        index = _load_index(self.agent_dir)
+        soul = soul_commit((self.agent.get("paths") or {}).get("soul"))
+        dbs = self.databases(None)
+        entries, _ = self.sources()
+        env_key = self.env_key()
+        res["databases"] = [{"key": d["key"], "name": d["name"], "content_sha256": d["content_sha256"]} for d in dbs]
+        res["files"] = sum(1 for e in entries if e.kind == "f")
+        res["size"] = sum(e.size for e in entries)
+        if self.last_good(index) and self.unchanged_by_stat(entries, index, dbs, soul, env_key):
+            res["status"] = "unchanged"
+            res["archive"] = os.path.join(self.agent_dir, index["archive"])
+            planned_new = None
+        else:
+            res["status"] = "would_create"
+            planned_new = archive_name(
+                self.name, format_stamp(self.now or utcnow()), pick_compression(self.settings.get("compression"))
+            )
+        res["removed_leftovers"] = stale_leftovers(self.agent_dir, self.name)
+        res["pruned"] = self._retention_plan(planned_new)[1]
+        res["duration"] = round(time.time() - start, 3)
+        return res
+
+    def _run_locked(self):
+        res = self.result
+        index = _load_index(self.agent_dir)
+        soul = soul_commit((self.agent.get("paths") or {}).get("soul"))
+        env_key = self.env_key()
+        workdir = tempfile.mkdtemp(prefix=".work-", suffix=PARTIAL_SUFFIX, dir=self.agent_dir)
+        snaps = None
+        writer = None
+        try:
+            dbs = self.databases(workdir)
+            res["databases"] = [
+                {"key": d["key"], "name": d["name"], "size": d["size"], "content_sha256": d["content_sha256"]}
+                for d in dbs
+            ]
+            entries, skipped = self.sources()
+            previous = self.last_good(index)
+            if previous and self.unchanged_by_stat(entries, index, dbs, soul, env_key):
+                res.update(
+                    status="unchanged",
+                    archive=previous,
+                    manifest=manifest_path(previous),
+                    files=sum(1 for e in entries if e.kind == "f"),
+                )
+                return
+            when = self.now or utcnow()
+            while True:
+                stamp = format_stamp(when)
+                compression = pick_compression(self.settings.get("compression"))
+                name = archive_name(self.name, stamp, compression)
+                final = os.path.join(self.agent_dir, name)
+                if not os.path.exists(final) and not os.path.exists(manifest_path(final)):
+                    break
+                when = when + datetime.timedelta(seconds=1)
+            # consistent source: a ZFS snapshot where the section is its own dataset
+            snaps = Snapshots(f"warden-backup-{stamp}")
+            roots, snapshot_names = {}, []
+            for section in SECTIONS:
+                src = (self.agent.get("paths") or {}).get(section)
+                if src and os.path.isdir(src):
+                    roots[section], snap = snaps.source(src)
+                    if snap:
+                        snapshot_names.append(snap)
+            if snapshot_names:
+                entries, skipped = self.sources(roots)
+            res["consistency"] = "zfs-snapshot" if snapshot_names else "best-effort"
+            partial = os.path.join(self.agent_dir, "." + name + PARTIAL_SUFFIX)
+            writer = ArchiveWriter(partial, compression)
+            for e in entries:
+                writer.add_entry(e)
+            for db in dbs:
+                writer.add_file(db["member"], db["tmp"])
+            env = {"included": False}
+            if env_key is not None:
+                enc = os.path.join(workdir, "env.enc")
+                openssl_crypt(self.agent["paths"]["env_file"], enc, self.env_passphrase_file)
+                member = f"env/{self.name}.env.enc"
+                sha, size = writer.add_file(member, enc)
+                env = {
+                    "included": True,
+                    "encrypted": "aes-256-cbc-pbkdf2",
+                    "member": member,
+                    "sha256": sha,
+                    "size": size,
+                    "source": self.agent["paths"]["env_file"],
+                }
+            digest = content_digest(entries, dbs, soul, env_key)
+            if previous and index and digest == index.get("digest"):
+                # touched but identical: not a new backup
+                writer.abort()
+                writer = None
+                self._write_index(index["archive"], digest, entries, env_key)
+                res.update(
+                    status="unchanged",
+                    archive=previous,
+                    manifest=manifest_path(previous),
+                    files=sum(1 for e in entries if e.kind == "f"),
+                )
+                return
+            sha, size = writer.finish()
+            writer = None
+            if sha256_file(partial) != sha:
+                raise BackupError(f"{partial}: read-back checksum differs from what was written")
+            os.rename(partial, final)
+            fsync_dir(self.agent_dir)
+            manifest = {
+                "format": FORMAT,
+                "agent": self.name,
+                "host": self.plan.get("host") or socket.gethostname(),
+                "created": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "stamp": stamp,
+                "collection_version": __version__,
+                "archive": name,
+                "compression": compression,
+                "archive_sha256": sha,
+                "archive_size": size,
+                "soul_commit": soul,
+                "consistency": res["consistency"],
+                "snapshots": snapshot_names,
+                "sources": dict((s, (self.agent.get("paths") or {}).get(s)) for s in SECTIONS),
+                "excludes": list(self.settings.get("exclude") or []),
+                "skipped": skipped,
+                "databases": [
+                    {
+                        "key": d["key"],
+                        "name": d["name"],
+                        "jail": d["jail"],
+                        "member": d["member"],
+                        "format": "pg_dump-custom",
+                        "size": d["size"],
+                        "sha256": d["sha256"],
+                        "content_sha256": d["content_sha256"],
+                    }
+                    for d in dbs
+                ],
+                "env": env,
+                "content_digest": digest,
+                "files": [_manifest_entry(e) for e in entries],
+            }
+            atomic_write(manifest_path(final), json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8"))
+            self._write_index(name, digest, entries, env_key)
+            res.update(
+                status="created",
+                archive=final,
+                manifest=manifest_path(final),
+                size=size,
+                sha256=sha,
+                files=sum(1 for e in entries if e.kind == "f"),
+            )
+        finally:
+            if writer is not None:
+                writer.abort()
+            if snaps is not None:
+                snaps.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _write_index(self, archive, digest, entries, env_key):
+        data = {
+            "format": FORMAT,
+            "archive": archive,
+            "digest": digest,
+            "env": env_key,
+            "files": dict((e.path, [e.key(), e.sha256]) for e in entries),
+        }
+        atomic_write(os.path.join(self.agent_dir, INDEX_NAME), json.dumps(data, separators=(",", ":")).encode("utf-8"))
+
+    def _retention_plan(self, extra=None):
+        archives = [(a["name"], a["time"]) for a in good_archives(self.agent_dir, self.name)]
+        if extra:
+            parsed = parse_archive_name(extra, self.name)
+            archives.append((extra, parsed[1]))
+        s = self.settings
+        newest = max(archives, key=lambda a: (a[1], a[0]))[0] if archives else None
+        return retention(
+            archives,
+            s.get("keep_last", 7),
+            s.get("keep_daily", 7),
+            s.get("keep_weekly", 4),
+            s.get("keep_monthly", 6),
+            protect=newest if extra else None,
+        )
+
+    def _prune(self):
+        keep, prune = self._retention_plan()
+        if not prune:
+            return
+        # never delete the newest verified archive: verify from the newest down
+        protected = None
+        for arch in good_archives(self.agent_dir, self.name):
+            try:
+                verify_archive(arch["path"], arch["manifest"], members=False)
+                protected = arch["name"]
+                break
+            except BackupError as exc:
+                self.log(f"{self.name}: {exc}")
+        if protected is None:
+            raise BackupError(f"no archive of {self.name} verifies: not pruning anything")
+        for name in prune:
+            if name == protected:
+                continue
+            path = os.path.join(self.agent_dir, name)
+            os.unlink(manifest_path(path))
+            os.unlink(path)
+            self.result["pruned"].append(path)
+        fsync_dir(self.agent_dir)
+
+
+def backup_fleet(plan, agents=None, check_mode=False, env_passphrase_file=None, now=None, log=None):
+    """Back up the selected agents (default: every present agent). One
+    agent's failure does not stop the others. Returns a result dict."""
+    names = selected_agents(plan, agents)
+    results = {}
+    for name in names:
+        job = AgentBackup(plan, name, check_mode=check_mode, env_passphrase_file=env_passphrase_file, now=now, log=log)
+        try:
+            results[name] = job.run()
+        except (BackupError, OSError, subprocess.SubprocessError) as exc:
+            job.result.update(status="failed", msg=str(exc))
+            results[name] = job.result
+    counts = {}
+    for res in results.values():
+        counts[res["status"]] = counts.get(res["status"], 0) + 1
+    pruned = sum(len(r["pruned"]) for r in results.values())
+    failed = sorted(n for n, r in results.items() if r["status"] == "failed")
+    orphans = orphan_workspaces(plan)
+    summary = "warden backup {}: {}; pruned {}".format(
+        plan.get("host", socket.gethostname()),
+        ", ".join(f"{counts[k]} {k}" for k in sorted(counts)) or "no agents",
+        pruned,
+    )
+    if orphans:
+        summary += "; orphaned workspaces: " + ", ".join(orphans)
+    if failed:
+        summary += "; FAILED: " + ", ".join("{} ({})".format(n, results[n]["msg"]) for n in failed)
+    changed = any(r["status"] == "created" or r["pruned"] or r["removed_leftovers"] for r in results.values())
+    if check_mode:
+        changed = any(r["status"] == "would_create" or r["pruned"] or r["removed_leftovers"] for r in results.values())
+    return {
+        "agents": results,
+        "orphans": orphans,
+        "failed": failed,
+        "summary": summary,
+        "changed": changed,
+        "created": sorted(r["archive"] for r in results.values() if r["status"] == "created"),
+    }
+
+
+# --------------------------------------------------------------------------
+# restore
+
+
+def pid_alive(pidfile):
+    try:
+        with open(pidfile) as handle:
+            pid = int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def service_running(service):
+    if not service:
+        return False
+    return pid_alive(service.get("pidfile") or "/var/run/{}.pid".format(service["name"]))
+
+
+def select_archive(agent_dir, agent, at=None):
+    """Newest good archive at or before `at` (a datetime), or the newest."""
+    for arch in good_archives(agent_dir, agent):
+        if at is None or arch["time"] <= at:
+            return arch
+    raise BackupError(
+        "no good archive of {} in {}{}".format(
+            agent, agent_dir, (" at or before {}".format(at.strftime("%Y-%m-%dT%H:%M:%SZ"))) if at else ""
+        )
+    )
+
+
+def _owner_ids(target):
+    if os.geteuid() != 0:
+        return None
+    user = (target.get("user") or {}).get("name")
+    group = (target.get("user") or {}).get("group")
+    try:
+        uid = pwd.getpwnam(user).pw_uid
+        gid = grp.getgrnam(group).gr_gid if group else pwd.getpwnam(user).pw_gid
+    except (KeyError, TypeError):
+        return None
+    return uid, gid
+
+
+def _chown_tree(root, ids):
+    os.lchown(root, ids[0], ids[1])
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), ids[0], ids[1])
+
+
+def _is_mountpoint(path):
+    return os.path.isdir(path) and os.path.ismount(path)
+
+
+def restore_agent(
+    plan,
+    agent,
+    archive=None,
+    at=None,
+    target_agent=None,
+    restore_databases=True,
+    restore_env=False,
+    env_passphrase_file=None,
+    start_service="auto",
+    check_mode=False,
+    now=None,
+    log=None,
+):
+    """Verify an archive completely, stage it, stop the service, swap the
+    workspace and state (the previous ones are kept as <dir>.prev-<ts>),
+    restore the databases, restart the service. Nothing is touched unless
+    the archive verifies."""
+    log = log or (lambda msg: None)
+    target_name = target_agent or agent
+    target = agent_plan(plan, target_name)
+    if archive:
+        manifest = load_manifest(archive)
+        if manifest is None:
+            raise BackupError(f"{archive} has no valid manifest ({manifest_path(archive)})")
+        if agent and manifest.get("agent") != agent:
+            raise BackupError("{} is a backup of {}, not {}".format(archive, manifest.get("agent"), agent))
+        agent = manifest["agent"]
+        path = archive
+    else:
+        if isinstance(at, str):
+            at = parse_time(at)
+        chosen = select_archive(agent_backup_dir(plan, agent), agent, at)
+        path, manifest = chosen["path"], chosen["manifest"]
+    foreign = target_name != agent
+    result = {
+        "agent": agent,
+        "target_agent": target_name,
+        "archive": path,
+        "created": manifest.get("created"),
+        "soul_commit": manifest.get("soul_commit"),
+        "databases": [],
+        "previous": {},
+        "service": {},
+        "env_restored": False,
+        "changed": False,
+    }
+    # 1. verify everything before touching anything
+    verify_archive(path, manifest, members=check_mode)
+    dbs = manifest.get("databases") or []
+    tdb = target.get("db")
+    if dbs and restore_databases:
+        if not tdb:
+            raise BackupError(
+                f"the archive has databases but {target_name} has no db in the plan "
+                "(pass restore_databases=false to skip them)"
+            )
+        missing = [d["key"] for d in dbs if d["key"] not in (tdb.get("databases") or {})]
+        if missing:
+            raise BackupError("{} has no database for {}".format(target_name, ", ".join(missing)))
+    env = manifest.get("env") or {}
+    if restore_env:
+        if not env.get("member"):
+            raise BackupError("the archive has no env file")
+        check_passphrase_file(env_passphrase_file)
+    sections = [s for s in SECTIONS if any(f["path"] == s for f in manifest["files"])]
+    tpaths = target.get("paths") or {}
+    stamp = format_stamp(now or utcnow())
+    if check_mode:
+        result.update(
+            would_restore=dict((s, tpaths[s]) for s in sections),
+            databases=[d["name"] for d in dbs] if restore_databases else [],
+            service={"running": service_running(target.get("service"))},
+        )
+        result["changed"] = True
+        return result
+    # 2. stage next to the live directories (inside them for mountpoints)
+    staging, modes = {}, {}
+    scratch = None
+    try:
+        for s in sections:
+            live = tpaths[s]
+            parent = os.path.dirname(live.rstrip("/"))
+            if not os.path.isdir(parent):
+                os.makedirs(parent, 0o755)
+            if _is_mountpoint(live):
+                modes[s] = "contents"
+                staging[s] = os.path.join(live, f".warden-restore-{stamp}")
+            else:
+                modes[s] = "rename"
+                staging[s] = os.path.join(parent, f".{os.path.basename(live)}.warden-restore-{stamp}")
+            os.mkdir(staging[s], 0o700)
+        scratch = tempfile.mkdtemp(
+            prefix=".warden-restore-",
+            dir=os.path.dirname(tpaths[sections[0]].rstrip("/")) if sections else tempfile.gettempdir(),
+        )
+
+        def dest_for(member):
+            head, _, rest = member.partition("/")
+            if head in staging:
+                return staging[head] if not rest else os.path.join(staging[head], rest)
+            if head in ("dbs", "env"):
+                return os.path.join(scratch, member.replace("/", "_"))
+            raise BackupError(f"unexpected member {member}")
+
+        extract_archive(path, manifest, dest_for)
+        ids = _owner_ids(target)
+        for s in sections:
+            if ids:
+                _chown_tree(staging[s], ids)
+        os.sync()
+    except BaseException:
+        for s in staging:
+            shutil.rmtree(staging[s], ignore_errors=True)
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    # 3. stop the service
+    service = target.get("service") or {}
+    was_running = service_running(service)
+    result["service"]["was_running"] = was_running
+    try:
+        if service.get("name"):
+            svc = require_command("service")
+            rc, out, err = run([svc, service["name"], "stop"], check=False)
+            result["service"]["stop_rc"] = rc
+            deadline = time.time() + 30
+            while service_running(service) and time.time() < deadline:
+                time.sleep(0.2)
+            if service_running(service):
+                raise BackupError(f"service {service['name']} did not stop (rc={rc}): {(err or out).strip()}")
+        # 4. swap
+        swapped = []
+        for s in sections:
+            live = tpaths[s]
+            prev = "{}.prev-{}".format(live.rstrip("/"), stamp)
+            if modes[s] == "contents":
+                _swap_contents(live, staging[s], stamp)
+                prev = os.path.join(live, f".warden-prev-{stamp}")
+            else:
+                if os.path.lexists(live):
+                    os.rename(live, prev)
+                else:
+                    prev = None
+                os.rename(staging[s], live)
+                fsync_dir(os.path.dirname(live.rstrip("/")))
+            swapped.append((s, prev))
+            result["previous"][s] = prev
+        result["changed"] = True
+        # 5. databases
+        if dbs and restore_databases:
+            role = tdb.get("role")
+            for d in dbs:
+                dbname = tdb["databases"][d["key"]]
+                dump = os.path.join(scratch, d["member"].replace("/", "_"))
+                try:
+                    restore_database(tdb["jail"], dbname, dump, role=role, foreign=foreign)
+                except BackupError as exc:
+                    raise BackupError(
+                        "database {}: {} (restored before it: {}; files restored, previous "
+                        "workspace kept at {}; service left stopped)".format(
+                            dbname, exc, ", ".join(result["databases"]) or "none", result["previous"]
+                        )
+                    ) from exc
+                result["databases"].append(dbname)
+        # 6. env file
+        if restore_env:
+            dest = tpaths["env_file"]
+            tmp = os.path.join(os.path.dirname(dest), "." + os.path.basename(dest) + PARTIAL_SUFFIX)
+            encrypted = os.path.join(scratch, env["member"].replace("/", "_"))
+            openssl_crypt(encrypted, tmp, env_passphrase_file, decrypt=True)
+            os.chmod(tmp, 0o600)
+            os.rename(tmp, dest)
+            result["env_restored"] = True
+        # 7. start
+        if service.get("name") and (start_service == "always" or (start_service == "auto" and was_running)):
+            run([require_command("service"), service["name"], "start"])
+            result["service"]["started"] = True
+        else:
+            result["service"]["started"] = False
+    finally:
+        for s in staging:
+            if os.path.exists(staging[s]):
+                shutil.rmtree(staging[s], ignore_errors=True)
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return result
+
+
+def _swap_contents(live, staged, stamp):
+    """Swap for a directory that is a mountpoint (its own dataset): move the
+    live entries into <live>/.warden-prev-<ts>/ and the staged ones up."""
+    prev = os.path.join(live, f".warden-prev-{stamp}")
+    os.mkdir(prev, 0o700)
+    skip = set([os.path.basename(prev), os.path.basename(staged)])
+    for name in os.listdir(live):
+        if name not in skip and not name.startswith(".warden-prev-"):
+            os.rename(os.path.join(live, name), os.path.join(prev, name))
+    for name in os.listdir(staged):
+        os.rename(os.path.join(staged, name), os.path.join(live, name))
+    st = os.stat(staged)
+    os.chmod(live, stat.S_IMODE(st.st_mode))
+    os.rmdir(staged)
+    fsync_dir(live)
+
+
+# --------------------------------------------------------------------------
+# listing
+
+
+def jail_running(name):
+    jls = find_command("jls")
+    if not jls:
+        return None
+    rc, _, _ = run([jls, "-j", name, "jid"], check=False)
+    return rc == 0
+
+
+def agent_info(plan, name, now=None, verify=False):
+    agent = agent_plan(plan, name)
+    now = now or utcnow()
+    paths = agent.get("paths") or {}
+    ws = paths.get("workspace")
+    stats = tree_stats(ws) if ws and os.path.isdir(ws) else None
+    info = {
+        "agent": name,
+        "state": agent.get("state", "present"),
+        "workspace": ws,
+        "exists": stats is not None,
+        "size": stats["size"] if stats else None,
+        "files": stats["files"] if stats else None,
+        "last_modified": None,
+        "last_modified_age": None,
+        "backup": None,
+        "backups": 0,
+    }
+    if stats and stats["last_modified"] is not None:
+        mod = datetime.datetime.fromtimestamp(int(stats["last_modified"]), UTC)
+        info["last_modified"] = mod.strftime("%Y-%m-%dT%H:%M:%SZ")
+        info["last_modified_age"] = max(0, int((now - mod).total_seconds()))
+    archives = list_archives(agent_backup_dir(plan, name), name)
+    good = [a for a in archives if a["state"] == "good"]
+    info["backups"] = len(good)
+    info["incomplete_backups"] = len(archives) - len(good)
+    if good:
+        newest = good[0]
+        verified = True
+        error = None
+        if verify:
+            try:
+                verify_archive(newest["path"], newest["manifest"], members=False)
+            except BackupError as exc:
+                verified, error = False, str(exc)
+        info["backup"] = {
+            "archive": newest["path"],
+            "created": newest["manifest"].get("created"),
+            "age": max(0, int((now - newest["time"]).total_seconds())),
+            "size": newest["size"],
+            "verified": verified,
+            "checked": "sha256" if verify else "manifest",
+            "error": error,
+        }
+    service = agent.get("service") or {}
+    info["service"] = {"name": service.get("name"), "running": service_running(service) if service else False}
+    info["jails"] = [
+        {"name": j["name"], "slot": j.get("slot"), "running": jail_running(j["name"])} for j in agent.get("jails") or []
+    ]
+    return info
+
+
+def fleet_info(plan, agents=None, now=None, verify=False):
+    now = now or utcnow()
+    names = sorted(agents) if agents else sorted((plan.get("agents") or {}).keys())
+    rows = [agent_info(plan, n, now=now, verify=verify) for n in names]
+    orphans = []
+    for path in orphan_workspaces(plan):
+        stats = tree_stats(path) or {}
+        orphans.append({"path": path, "size": stats.get("size"), "files": stats.get("files")})
+    data = {
+        "host": plan.get("host"),
+        "generated": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "agents": rows,
+        "orphans": orphans,
+    }
+    data["table"] = format_table(data)
+    return data
+
+
+def format_table(data):
+    head = [
+        "AGENT",
+        "STATE",
+        "WORKSPACE",
+        "SIZE",
+        "MODIFIED",
+        "BACKUP AGE",
+        "BACKUP SIZE",
+        "VERIFIED",
+        "SERVICE",
+        "JAILS",
+    ]
+    rows = [head]
+    for a in data["agents"]:
+        b = a.get("backup") or {}
+        jails = a.get("jails") or []
+        up = sum(1 for j in jails if j["running"])
+        jail_text = f"{up}/{len(jails)} up" if jails else "-"
+        if jails and any(j["running"] is None for j in jails):
+            jail_text = "unknown"
+        rows.append(
+            [
+                a["agent"],
+                a["state"],
+                a["workspace"] if a["exists"] else "{} (missing)".format(a["workspace"]),
+                human_size(a["size"]) if a["size"] is not None else "-",
+                (human_age(a["last_modified_age"]) + " ago") if a["last_modified_age"] is not None else "-",
+                human_age(b.get("age")) if b else "never",
+                human_size(b["size"]) if b else "-",
+                ("yes" if b.get("verified") else "NO") if b else "-",
+                "running" if (a.get("service") or {}).get("running") else "stopped",
+                jail_text,
+            ]
+        )
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(str(c).ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in rows]
+    lines.insert(0, "host %s" % (data.get("host") or "?"))
+    for o in data.get("orphans") or []:
+        lines.append("orphaned workspace: {} ({})".format(o["path"], human_size(o["size"] or 0)))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------
+# the `warden` host command
+
+
+def load_plan(path):
+    with open(path, "rb") as handle:
+        return json.loads(handle.read().decode("utf-8"))
+
+
+def cli(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="warden", description="warden.fleet host tool: list, back up and restore agent workspaces"
+    )
+    parser.add_argument(
+        "--plan",
+        default=os.environ.get("WARDEN_PLAN", DEFAULT_PLAN_PATH),
+        help="plan file written by the warden.fleet.host_tools role (default %(default)s)",
+    )
+    sub = parser.add_subparsers(dest="command")
+    p_list = sub.add_parser("list", help="workspaces, sizes, last backup, service and jails")
+    p_list.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p_list.add_argument("--verify", action="store_true", help="check the newest archive's sha256")
+    p_backup = sub.add_parser("backup", help="back up all agents (or the named ones)")
+    p_backup.add_argument("agents", nargs="*")
+    p_backup.add_argument("--check", action="store_true", help="report what would be archived and pruned")
+    p_backup.add_argument("--json", action="store_true")
+    p_restore = sub.add_parser("restore", help="restore an agent from its newest (or an older) archive")
+    p_restore.add_argument("agent")
+    group = p_restore.add_mutually_exclusive_group()
+    group.add_argument("--at", help="newest archive at or before this time (UTC unless an offset is given)")
+    group.add_argument("--archive", help="archive file to restore")
+    p_restore.add_argument("--as", dest="target", help="restore under this agent of the plan")
+    p_restore.add_argument("--no-databases", action="store_true")
+    p_restore.add_argument("--check", action="store_true", help="verify the archive and report only")
+    p_verify = sub.add_parser("verify", help="verify an agent's newest archive (or --archive) completely")
+    p_verify.add_argument("agent")
+    p_verify.add_argument("--archive")
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        plan = load_plan(args.plan)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"warden: cannot read plan {args.plan}: {exc}\n")
+        return 2
+    try:
+        if args.command == "list":
+            data = fleet_info(plan, verify=args.verify)
+            if args.json:
+                data.pop("table")
+                print(json.dumps(data, indent=2, sort_keys=True))
+            else:
+                print(data["table"])
+            return 0
+        if args.command == "backup":
+            res = backup_fleet(
+                plan, args.agents or None, check_mode=args.check, log=lambda m: sys.stderr.write(m + "\n")
+            )
+            if args.json:
+                print(json.dumps(res, indent=2, sort_keys=True, default=str))
+            for name in sorted(res["agents"]):
+                r = res["agents"][name]
+                note = (" " + r["msg"]) if r["msg"] else ""
+                print(f"{name:<16} {r['status']:<12} {r['archive'] or ''}{note}")
+            print(res["summary"])
+            return 1 if res["failed"] else 0
+        if args.command == "restore":
+            res = restore_agent(
+                plan,
+                args.agent,
+                archive=args.archive,
+                at=args.at,
+                target_agent=args.target,
+                restore_databases=not args.no_databases,
+                check_mode=args.check,
+            )
+            print(json.dumps(res, indent=2, sort_keys=True, default=str))
+            return 0
+        if args.command == "verify":
+            path = args.archive or select_archive(agent_backup_dir(plan, args.agent), args.agent)["path"]
+            verify_archive(path, members=True)
+            print(f"{path}: verified")
+            return 0
+    except BackupError as exc:
+        sys.stderr.write(f"warden: {exc}\n")
+        return 1
+    return 2
