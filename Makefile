@@ -57,7 +57,7 @@ sanity: $(STAMP)
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	dest="$$tmp/ansible_collections/$(NAMESPACE)/$(NAME)"; mkdir -p "$$dest"; \
 	git ls-files -z --cached --others --exclude-standard \
-	  | grep -zv -e '^collections/' -e '^\.ci/' \
+	  | grep -zv -e '^collections/' -e '^\.ci/' -e '^$(VENV)/' \
 	  | tar --null --no-recursion --ignore-failed-read --files-from=- -cf - \
 	  | tar -xf - -C "$$dest"; \
 	pyver=$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
