@@ -19,7 +19,7 @@ description:
   - Variables named C(warden_<role>_*) belong to the collection's roles; any other unknown C(warden_*) host
     variable is reported as a probable typo.
 author:
-  - warden.fleet contributors
+  - warden.fleet contributors (@warden-fleet)
 options:
   use_facts:
     description:
@@ -32,6 +32,7 @@ attributes:
     description: Never changes anything.
   diff_mode:
     support: none
+    description: Nothing to show a diff of.
   action:
     support: full
     description: Runs entirely on the controller.

@@ -29,6 +29,7 @@ def run_playbook(playbook, inventory, *extra):
         capture_output=True,
         text=True,
         timeout=300,
+        check=False,
     )
 
 

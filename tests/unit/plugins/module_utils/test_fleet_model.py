@@ -45,7 +45,7 @@ def test_there_are_enough_distinct_bad_inventories():
 @pytest.mark.parametrize("case", BAD_CASES, ids=[c["id"] for c in BAD_CASES])
 def test_bad_inventory_names_agent_and_field(case):
     networks = [(iface, ipaddress.ip_network(net)) for iface, net in case.get("host_networks", [])]
-    _, problems = build_plan("bsd1", _hostvars(case), networks, role_names=["preflight"])
+    problems = build_plan("bsd1", _hostvars(case), networks, role_names=["preflight"])[1]
 
     found = sorted(((p.agent, p.field) for p in problems), key=str)
     expected = sorted(((e["agent"], e["field"]) for e in case["expect"]), key=str)
@@ -78,7 +78,7 @@ def test_plan_or_raise_lists_every_problem():
 
 
 def test_host_problems_come_before_agent_problems():
-    _, problems = build_plan("bsd1", {"warden_agents": {"bob": {"subnet": "10.0.1"}}, "warden_relase": "x"})
+    problems = build_plan("bsd1", {"warden_agents": {"bob": {"subnet": "10.0.1"}}, "warden_relase": "x"})[1]
     assert [p.agent for p in problems] == [None, None, "bob"]
 
 
@@ -226,7 +226,7 @@ def test_absent_agents_leave_the_network_but_keep_their_names():
 
 def test_role_variables_are_not_typos():
     hostvars = dict(EXAMPLE["bsd1.example.net"], warden_preflight_show_plan=True, warden_plan_out="/tmp/x")
-    _, problems = build_plan("h", hostvars, role_names=["preflight"])
+    problems = build_plan("h", hostvars, role_names=["preflight"])[1]
     assert problems == []
 
 
@@ -267,7 +267,7 @@ def test_host_networks_from_linux_style_facts_include_secondaries():
             "ipv4_secondaries": [{"address": "10.0.0.5", "netmask": "255.255.0.0"}],
         },
     }
-    nets = [str(n) for _, n in host_networks_from_facts(facts, "warden0")]
+    nets = [str(pair[1]) for pair in host_networks_from_facts(facts, "warden0")]
     assert nets == ["192.168.1.0/24", "10.0.0.0/16"]
     assert host_networks_from_facts(None, "warden0") == []
 
