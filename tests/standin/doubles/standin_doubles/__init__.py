@@ -1,0 +1,115 @@
+"""Command doubles of the stand-in FreeBSD host (tests/standin).
+
+Each FreeBSD command path inside the stand-in root is a tiny script that
+calls :func:`dispatch` with its name.
+"""
+
+from .common import err, kernel, not_implemented, out, run_main
+
+
+def zfs_main(args):
+    """zfs(8): list -H -o FIELDS [-t TYPE] [NAME], snapshot NAME@SNAP, destroy NAME@SNAP.
+
+    After FreeBSD cddl zfs(8) / zfs-list(8): without datasets `zfs list`
+    prints "no datasets available" (stderr) and exits 0.
+    """
+    if not args:
+        not_implemented("zfs", args)
+    verb, rest = args[0], args[1:]
+    if verb == "list":
+        fields, kind, names, header = ["name", "used", "avail", "refer", "mountpoint"], "filesystem", [], True
+        i = 0
+        while i < len(rest):
+            a = rest[i]
+            if a == "-H":
+                header = False
+            elif a == "-o" and i + 1 < len(rest):
+                i += 1
+                fields = rest[i].split(",")
+            elif a == "-t" and i + 1 < len(rest):
+                i += 1
+                kind = rest[i]
+            elif a.startswith("-"):
+                not_implemented("zfs", args)
+            else:
+                names.append(a)
+            i += 1
+        if any(f not in ("name", "used", "avail", "refer", "mountpoint") for f in fields):
+            not_implemented("zfs", args)
+        with kernel() as k:
+            ds = k["zfs"]["datasets"]
+            snaps = k["zfs"]["snapshots"]
+        items = []
+        if kind in ("filesystem", "all"):
+            items += [(n, ds[n]) for n in sorted(ds)]
+        if kind in ("snapshot", "all"):
+            items += [(s, "-") for s in snaps]
+        if names:
+            for n in names:
+                if n not in ds and n not in snaps:
+                    err(f"cannot open '{n}': dataset does not exist")
+                    return 1
+            items = [it for it in items if it[0] in names]
+        if not items:
+            err("no datasets available")
+            return 0
+        if header:
+            out("\t".join(f.upper() for f in fields))
+        for n, mp in items:
+            vals = {"name": n, "used": "96K", "avail": "10G", "refer": "96K", "mountpoint": mp}
+            out("\t".join(vals[f] for f in fields))
+        return 0
+    if verb in ("snapshot", "destroy") and len(rest) == 1 and "@" in rest[0]:
+        name = rest[0]
+        with kernel(write=True) as k:
+            fs = name.split("@")[0]
+            if fs not in k["zfs"]["datasets"]:
+                err(f"cannot open '{fs}': dataset does not exist")
+                return 1
+            snaps = k["zfs"]["snapshots"]
+            if verb == "snapshot":
+                if name in snaps:
+                    err(f"cannot create snapshot '{name}': dataset already exists")
+                    return 1
+                snaps.append(name)
+            else:
+                if name not in snaps:
+                    err("could not find any snapshots to destroy; check snapshot names.")
+                    return 1
+                snaps.remove(name)
+        return 0
+    not_implemented("zfs", args)
+    return 64
+
+
+def zpool_main(args):
+    if args[:1] == ["list"]:
+        err("no pools available")
+        return 0
+    not_implemented("zpool", args)
+    return 64
+
+
+def freebsd_version_main(args):
+    """freebsd-version(1) [-k|-r|-u]: the stand-in reports 14.3-RELEASE."""
+    if args and args[0] not in ("-k", "-r", "-u") or len(args) > 1:
+        not_implemented("freebsd-version", args)
+    with kernel() as k:
+        out(k.get("release", "14.3-RELEASE"))
+    return 0
+
+
+def _table():
+    from . import bastille, jails, net, pfctl, pkgpw, procs, service, sysrc
+    return {
+        "sysrc": sysrc.main, "service": service.main, "ifconfig": net.ifconfig_main,
+        "sysctl": net.sysctl_main, "route": net.route_main, "pfctl": pfctl.main,
+        "jls": jails.jls_main, "jexec": jails.jexec_main, "pkg": pkgpw.pkg_main,
+        "pw": pkgpw.pw_main, "chpass": pkgpw.chpass_main, "daemon": procs.daemon_main,
+        "lockf": procs.lockf_main, "timeout": procs.timeout_main, "bastille": bastille.main,
+        "zfs": zfs_main, "zpool": zpool_main, "freebsd-version": freebsd_version_main,
+    }
+
+
+def dispatch(name, argv):
+    return run_main(name, _table()[name], argv)

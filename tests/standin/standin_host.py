@@ -1,0 +1,476 @@
+"""The stand-in FreeBSD host: host-side lifecycle (up, run, state, exec, down).
+
+A stand-in is a directory tree BASE/NAME (BASE defaults to
+/var/tmp/warden-standin, or $WARDEN_STANDIN_BASE) with:
+
+  layer/usr   the doubles, placed at FreeBSD command paths (read-only layer)
+  upper/usr   writes to /usr inside the stand-in (pkg installs in /usr/local)
+  root/       the stand-in's "/" that Ansible reaches with the
+              community.general.chroot connection:
+                usr   overlayfs (layer/usr over the machine's /usr, upper/usr);
+                      /usr/local is opaque: the machine's /usr/local is hidden
+                bin, sbin, lib, lib64 -> usr/...
+                etc, var, tmp, root, home   private directories
+                dev   a private tmpfs with null, zero, random, urandom, tty
+                proc  procfs (process checks of rc.subr and the doubles)
+                .standin/  the simulated kernel (interfaces, PF, jails, sysctl)
+
+Nothing outside BASE/NAME is written.  ``down`` kills every process whose
+root directory lies in the stand-in, unmounts every mount under BASE/NAME
+and removes it, then checks that nothing is left.
+"""
+
+import contextlib
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DOUBLES = os.path.join(HERE, "doubles")
+sys.path.insert(0, DOUBLES)
+
+from standin_doubles import layout, rcconf  # noqa: E402
+
+LABEL = "stand-in FreeBSD host (a Linux chroot with command doubles, not FreeBSD)"
+PY_SITE = "/usr/lib/python3.11"
+ETC_COPY = ("alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "nsswitch.conf", "localtime",
+            "ssl", "ca-certificates", "protocols", "services", "shells", "login.defs", "pam.d",
+            "security", "environment", "mime.types", "gitconfig")
+FREEBSD_PATH = "/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin"
+
+
+class StandinError(Exception):
+    pass
+
+
+def base_dir():
+    return os.environ.get("WARDEN_STANDIN_BASE", "/var/tmp/warden-standin")
+
+
+def paths(name):
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
+        raise StandinError(f"invalid stand-in name: {name!r}")
+    b = os.path.join(base_dir(), name)
+    return {"base": b, "layer": os.path.join(b, "layer"), "upper": os.path.join(b, "upper"),
+            "work": os.path.join(b, "work"), "root": os.path.join(b, "root"),
+            "meta": os.path.join(b, "standin.json")}
+
+
+def mounts_under(path):
+    real = os.path.realpath(path)
+    result = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        for line in fh:
+            mp = line.split()[4].replace("\\040", " ")
+            if mp == real or mp.startswith(real + "/"):
+                result.append(mp)
+    return result
+
+
+def processes_under(path):
+    """PIDs whose root, cwd or executable lies inside ``path``."""
+    real = os.path.realpath(path)
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        for link in ("root", "cwd", "exe"):
+            try:
+                target = os.readlink(f"/proc/{entry}/{link}")
+            except OSError:
+                continue
+            if target == real or target.startswith(real + "/"):
+                pids.append(int(entry))
+                break
+    return pids
+
+
+def _run(argv):
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise StandinError("{}: {}".format(" ".join(argv), proc.stderr.strip()))
+
+
+def _write(path, text, mode=0o644):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(path, mode)
+
+
+def is_up(name):
+    p = paths(name)
+    return os.path.isdir(p["base"]) and os.path.join(os.path.realpath(p["root"]), "usr") in mounts_under(p["base"])
+
+
+def _build_layer(p):
+    usr = os.path.join(p["layer"], "usr")
+    libexec = os.path.join(usr, layout.DOUBLE_DIR.lstrip("/").split("/", 1)[1])
+    shutil.copytree(os.path.join(DOUBLES, "standin_doubles"), os.path.join(libexec, "standin_doubles"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for path, cmd in layout.COMMANDS.items():
+        _write(os.path.join(p["layer"], path.lstrip("/")), layout.double_script(cmd), 0o555)
+    os.makedirs(os.path.join(usr, PY_SITE.split("/usr/", 1)[1]), exist_ok=True)
+    shutil.copyfile(os.path.join(DOUBLES, "sitecustomize.py"),
+                    os.path.join(usr, PY_SITE.split("/usr/", 1)[1], "sitecustomize.py"))
+    local = os.path.join(usr, "local")
+    os.makedirs(local, exist_ok=True)
+    # hide the machine's /usr/local: the stand-in's is its own (opaque dir)
+    os.setxattr(local, "trusted.overlay.opaque", b"y")
+
+
+def _seed_etc(p, hostname):
+    root = p["root"]
+    etc = os.path.join(root, "etc")
+    os.makedirs(etc, exist_ok=True)
+    for n in ETC_COPY:
+        src = os.path.join("/etc", n)
+        dst = os.path.join(etc, n)
+        if os.path.islink(src):
+            os.symlink(os.readlink(src), dst)
+        elif os.path.isdir(src):
+            shutil.copytree(src, dst, symlinks=True)
+        elif os.path.isfile(src):
+            shutil.copy2(src, dst)
+    for path, (text, mode) in layout.passwd_files().items():
+        _write(os.path.join(root, path.lstrip("/")), text, mode)
+    _write(os.path.join(etc, "hosts"), "::1\t\t\tlocalhost localhost.my.domain\n"
+           "127.0.0.1\t\tlocalhost localhost.my.domain\n")
+    resolv = "/etc/resolv.conf"
+    text = "nameserver 127.0.0.1\n"
+    if os.path.isfile(resolv):
+        with open(resolv, encoding="utf-8") as fh:
+            text = fh.read()
+    _write(os.path.join(etc, "resolv.conf"), text)
+    _write(os.path.join(etc, "rc.conf"), f'hostname="{hostname}"\n')
+    os.makedirs(os.path.join(etc, "defaults"), exist_ok=True)
+    shutil.copyfile(os.path.join(DOUBLES, "etc", "defaults.rc.conf"), os.path.join(etc, "defaults", "rc.conf"))
+    shutil.copyfile(os.path.join(DOUBLES, "rc.subr"), os.path.join(etc, "rc.subr"))
+    os.makedirs(os.path.join(etc, "rc.d"), exist_ok=True)
+    _write(os.path.join(etc, "STANDIN"), f"This is the {LABEL}.\n")
+
+
+def _make_dev(root):
+    dev = os.path.join(root, "dev")
+    os.makedirs(dev, exist_ok=True)
+    _run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=8m,nosuid", "standin-dev", dev])
+    for name, major, minor in (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
+                               ("urandom", 1, 9), ("tty", 5, 0)):
+        path = os.path.join(dev, name)
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+        os.chmod(path, 0o666)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, os.path.join(dev, name))
+    os.makedirs(os.path.join(dev, "shm"))
+    os.chmod(os.path.join(dev, "shm"), 0o1777)
+
+
+def up(name, ext_if="vtnet0", ext_addr="192.0.2.10/24", gateway="192.0.2.1",
+       release="14.3-RELEASE", hostname=None):
+    p = paths(name)
+    if is_up(name):
+        return p
+    if os.path.exists(p["base"]):
+        down(name)
+    hostname = hostname or f"{name}.standin.test"
+    for d in ("layer", "upper", "work", "root"):
+        os.makedirs(p[d], exist_ok=True)
+    os.makedirs(os.path.join(p["upper"], "usr"))
+    os.makedirs(os.path.join(p["work"], "usr"))
+    try:
+        _build_layer(p)
+        root = p["root"]
+        os.makedirs(os.path.join(root, "usr"))
+        _run(["mount", "-t", "overlay", "standin-usr", "-o",
+              "lowerdir={}:/usr,upperdir={},workdir={}".format(os.path.join(p["layer"], "usr"),
+                                                          os.path.join(p["upper"], "usr"),
+                                                          os.path.join(p["work"], "usr")),
+              os.path.join(root, "usr")])
+        for link in ("bin", "sbin", "lib", "lib64"):
+            os.symlink("usr/" + link, os.path.join(root, link))
+        for d, mode in (("tmp", 0o1777), ("var/tmp", 0o1777), ("root", 0o700), ("home", 0o755),
+                        ("var/run", 0o755), ("var/log", 0o755), ("var/db/pkg", 0o755), ("var/empty", 0o555),
+                        ("var/cron/tabs", 0o700), ("var/backups", 0o755), ("proc", 0o555), (".standin", 0o700),
+                        ("usr/local/bin", 0o755), ("usr/local/sbin", 0o755), ("usr/local/etc/rc.d", 0o755),
+                        ("usr/local/etc/cron.d", 0o755), ("usr/local/lib", 0o755), ("usr/local/libexec", 0o755),
+                        ("usr/local/share", 0o755)):
+            full = os.path.join(root, d)
+            os.makedirs(full, exist_ok=True)
+            os.chmod(full, mode)
+        _seed_etc(p, hostname)
+        os.symlink("/usr/bin/python3.11", os.path.join(root, "usr/local/bin/python3.11"))
+        _write(os.path.join(root, "var/db/pkg/local.json"), json.dumps({
+            "pkg": {"version": "2.1.2", "origin": "ports-mgmt/pkg", "automatic": False},
+            "python311": {"version": "3.11.13", "origin": "lang/python311", "automatic": False}},
+            indent=1, sort_keys=True) + "\n")
+        _make_dev(root)
+        _run(["mount", "-t", "proc", "standin-proc", os.path.join(root, "proc")])
+        from standin_doubles.common import default_kernel
+        from standin_doubles.net import new_iface
+        k = default_kernel()
+        k["hostname"] = hostname
+        k["release"] = release
+        lo = new_iface("lo0", "loopback", groups=["lo"])
+        lo.update(up=True, mtu=16384, inet=["127.0.0.1/8"])
+        ext = new_iface(ext_if, "ether", groups=[])
+        ext.update(up=True, inet=[ext_addr])
+        k["ifaces"] = {"lo0": lo, ext_if: ext}
+        k["routes"] = {"default": gateway, "default_if": ext_if}
+        _write(os.path.join(root, ".standin", "kernel.json"), json.dumps(k, indent=1, sort_keys=True) + "\n", 0o600)
+        _write(p["meta"], json.dumps({"name": name, "root": root, "hostname": hostname, "ext_if": ext_if,
+                                      "created": datetime.datetime.now(datetime.UTC).isoformat(),
+                                      "label": LABEL}, indent=1) + "\n")
+    except BaseException:
+        down(name)
+        raise
+    return p
+
+
+def down(name, timeout=10.0):
+    """Kill, unmount, remove.  Returns a report; raises if anything is left."""
+    p = paths(name)
+    base = p["base"]
+    killed = []
+    deadline = time.monotonic() + timeout
+    sig = signal.SIGTERM
+    while True:
+        pids = processes_under(base)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+                if pid not in killed:
+                    killed.append(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+        if time.monotonic() > deadline - timeout / 2:
+            sig = signal.SIGKILL
+        if time.monotonic() > deadline:
+            break
+    for mp in sorted(mounts_under(base), key=len, reverse=True):
+        if subprocess.run(["umount", mp], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", mp], capture_output=True, check=False)
+    if os.path.isdir(base) and not mounts_under(base):
+        shutil.rmtree(base)
+    left = {"processes": processes_under(base), "mounts": mounts_under(base), "exists": os.path.exists(base)}
+    if left["processes"] or left["mounts"] or left["exists"]:
+        raise StandinError(f"stand-in {name} not fully removed: {json.dumps(left)}")
+    with contextlib.suppress(OSError):
+        os.rmdir(base_dir())
+    return {"name": name, "killed": killed}
+
+
+def _chroot_env():
+    return {"PATH": FREEBSD_PATH, "HOME": "/root", "USER": "root", "SHELL": "/bin/sh",
+            "TERM": os.environ.get("TERM", "dumb"), "LANG": "C.UTF-8"}
+
+
+def exec_in(name, argv, capture=False, input_text=None):
+    p = paths(name)
+    if not is_up(name):
+        raise StandinError(f"stand-in {name} is not up")
+    root = p["root"]
+
+    def enter():
+        os.chroot(root)
+        os.chdir("/root")
+
+    return subprocess.run(argv, env=_chroot_env(), preexec_fn=enter, capture_output=capture, text=True,
+                          input=input_text, check=False)
+
+
+def inventory_hosts(ansible_inventory, inventories):
+    argv = [ansible_inventory]
+    for inv in inventories:
+        argv += ["-i", inv]
+    argv.append("--list")
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise StandinError(f"ansible-inventory failed: {proc.stderr.strip()}")
+    data = json.loads(proc.stdout)
+
+    def hosts_of(group, seen=None):
+        seen = seen or set()
+        if group in seen or group not in data:
+            return []
+        seen.add(group)
+        found = list(data[group].get("hosts", []))
+        for child in data[group].get("children", []):
+            found += hosts_of(child, seen)
+        return found
+
+    hosts = hosts_of("warden_hosts") or hosts_of("all")
+    return sorted(set(hosts))
+
+
+def run(name, argv):
+    """Run an ansible command with the inventory's hosts mapped onto the stand-in."""
+    p = paths(name)
+    if not is_up(name):
+        raise StandinError(f"stand-in {name} is not up (run: standin up {name})")
+    if not argv:
+        raise StandinError("nothing to run")
+    inventories = []
+    for i, a in enumerate(argv):
+        if a in ("-i", "--inventory", "--inventory-file") and i + 1 < len(argv):
+            inventories.append(argv[i + 1])
+        elif a.startswith("--inventory="):
+            inventories.append(a.split("=", 1)[1])
+    tool_dir = os.path.dirname(shutil.which(argv[0]) or sys.executable)
+    ansible_inventory = os.path.join(tool_dir, "ansible-inventory")
+    if not os.path.exists(ansible_inventory):
+        ansible_inventory = shutil.which("ansible-inventory") or "ansible-inventory"
+    hosts = inventory_hosts(ansible_inventory, inventories) if inventories else []
+    extra = os.path.join(p["base"], "inventory.standin.json")
+    hostvars = {"ansible_connection": "community.general.chroot", "ansible_host": p["root"],
+                "ansible_python_interpreter": "/usr/local/bin/python3.11"}
+    _write(extra, json.dumps({"standin": {"hosts": hosts or ["standin"], "vars": {}},
+                              "_meta": {"hostvars": {h: dict(hostvars) for h in hosts or ["standin"]}}}, indent=1))
+    script = os.path.join(p["base"], "inventory.standin.sh")
+    _write(script, f"#!/bin/sh\ncat {extra}\n", 0o755)
+    mapped = ", ".join(hosts) or "standin"
+    sys.stderr.write(f"[stand-in] mapping {mapped} onto the {LABEL} at {p['root']}\n")
+    cmd = list(argv) + ["-i", script]
+    env = dict(os.environ)
+    env.setdefault("ANSIBLE_HOST_KEY_CHECKING", "False")
+    return subprocess.run(cmd, env=env, check=False).returncode
+
+
+def _chroot_out(name, argv):
+    proc = exec_in(name, argv, capture=True)
+    return proc.returncode, proc.stdout
+
+
+def state(name):
+    p = paths(name)
+    if not is_up(name):
+        raise StandinError(f"stand-in {name} is not up")
+    root = p["root"]
+
+    def r(path):
+        return os.path.join(root, path.lstrip("/"))
+
+    with open(r("/.standin/kernel.json"), encoding="utf-8") as fh:
+        k = json.load(fh)
+    result = {"standin": True, "label": LABEL, "name": name, "root": root, "hostname": k.get("hostname"),
+              "release": k.get("release")}
+    result["interfaces"] = {n: {"inet": i["inet"], "up": i["up"], "groups": i["groups"], "members": i["members"],
+                                "private": i.get("private", [])} for n, i in k["ifaces"].items()}
+    result["warden0"] = result["interfaces"].get("warden0")
+    result["default_route"] = k["routes"].get("default")
+    result["sysctl"] = k["sysctl"]
+    result["pf"] = {"enabled": k["pf"]["enabled"],
+                    "anchors": {a or "/": {"nat": v.get("nat", []), "rules": v.get("rules", []),
+                                           "tables": v.get("tables", []), "file": v.get("file")}
+                                for a, v in sorted(k["pf"]["anchors"].items())}}
+    result["rc_conf"] = rcconf.read_all(r("/etc/rc.conf"))
+    # services: every rc.d script, enabled (rc.subr "enabled") and pid (onestatus)
+    services = {}
+    for d in ("/etc/rc.d", "/usr/local/etc/rc.d"):
+        if not os.path.isdir(r(d)):
+            continue
+        for n in sorted(os.listdir(r(d))):
+            rc_en, _o = _chroot_out(name, ["/usr/sbin/service", n, "enabled"])
+            rc_st, st_out = _chroot_out(name, ["/usr/sbin/service", n, "onestatus"])
+            m = re.search(r"is running as pid ([0-9 ]+)\.", st_out)
+            services[n] = {"script": f"{d}/{n}", "enabled": rc_en == 0, "running": bool(m),
+                           "pids": [int(x) for x in m.group(1).split()] if m else []}
+    result["services"] = services
+    users, groups = {}, {}
+    base_users = {u[0] for u in layout.BASE_USERS}
+    with open(r("/etc/master.passwd"), encoding="utf-8") as fh:
+        for line in fh:
+            f = line.rstrip("\n").split(":")
+            if len(f) == 10 and f[0] not in base_users:
+                users[f[0]] = {"uid": int(f[2]), "gid": int(f[3]), "home": f[8], "shell": f[9], "gecos": f[7]}
+    base_groups = {g[0] for g in layout.BASE_GROUPS}
+    with open(r("/etc/group"), encoding="utf-8") as fh:
+        for line in fh:
+            f = line.rstrip("\n").split(":")
+            if len(f) == 4 and f[0] not in base_groups:
+                groups[f[0]] = {"gid": int(f[2]), "members": [m for m in f[3].split(",") if m]}
+    result["users"], result["groups"] = users, groups
+    try:
+        with open(r("/var/db/pkg/local.json"), encoding="utf-8") as fh:
+            result["packages"] = {n: v["version"] for n, v in json.load(fh).items()}
+    except FileNotFoundError:
+        result["packages"] = {}
+    cron = {}
+    if os.path.isdir(r("/usr/local/etc/cron.d")):
+        for n in sorted(os.listdir(r("/usr/local/etc/cron.d"))):
+            with open(os.path.join(r("/usr/local/etc/cron.d"), n), encoding="utf-8", errors="replace") as fh:
+                cron[n] = fh.read()
+    result["cron_d"] = cron
+    result["jails"] = _jails_state(name, r, k)
+    calls = []
+    try:
+        with open(r("/.standin/calls.log"), encoding="utf-8") as fh:
+            for line in fh:
+                c = json.loads(line)
+                if c["cmd"] == "bastille" and c["args"][:1] == ["create"]:
+                    a = c["args"]
+                    calls.append({"args": a, "gateway_flag": any(x in ("-g", "--gateway", "--defaultrouter")
+                                                                 for x in a)})
+    except FileNotFoundError:
+        pass
+    result["bastille"] = {"create_calls": calls,
+                          "all_creates_passed_gateway": all(c["gateway_flag"] for c in calls)}
+    result["processes"] = []
+    for pid in processes_under(p["base"]):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = [x.decode(errors="replace") for x in fh.read().split(b"\0") if x]
+        except OSError:
+            continue
+        result["processes"].append({"pid": pid, "cmdline": cmdline})
+    return result
+
+
+def _read_text(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return ""
+
+
+def _jails_state(name, r, k):
+    conf = r("/usr/local/etc/bastille/bastille.conf")
+    if os.path.isfile(conf):
+        _ok, prefix = rcconf.sh_get([conf], "bastille_prefix", defaults=False)
+        ok, jailsdir = rcconf.sh_get([conf], "bastille_jailsdir", defaults=False)
+        jailsdir = jailsdir if ok and jailsdir else (prefix or "/usr/local/bastille") + "/jails"
+    else:
+        jailsdir = "/usr/local/bastille/jails"
+    jails = {}
+    if not os.path.isdir(r(jailsdir)):
+        return jails
+    for n in sorted(os.listdir(r(jailsdir))):
+        base = os.path.join(r(jailsdir), n)
+        if not os.path.isfile(os.path.join(base, "jail.conf")):
+            continue
+        rc = rcconf.read_all(os.path.join(base, "root", "etc", "rc.conf"))
+        text = _read_text(os.path.join(base, "jail.conf"))
+        m = re.search(r'osrelease = "([^"]+)"', text)
+        ipm = re.search(r"inet ([0-9./]+)", rc.get("ifconfig_vnet0", ""))
+        bridge = re.search(r'ifconfig (\S+) addm', text)
+        kj = k["jails"].get(n) or {}
+        fstab = _read_text(os.path.join(base, "fstab"))
+        jails[n] = {"ip": ipm.group(1) if ipm else None, "gateway": rc.get("defaultrouter"),
+                    "state": "Up" if kj.get("running") else "Down", "jid": kj.get("jid"),
+                    "release": m.group(1) if m else None, "vnet": "vnet;" in text,
+                    "bridge": bridge.group(1) if bridge else None,
+                    "type": "thin" if ".bastille nullfs" in fstab else "thick",
+                    "rc_conf": rc, "fstab": [x for x in fstab.splitlines() if x.strip()],
+                    "jail_conf": text}
+    return jails
