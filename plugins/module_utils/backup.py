@@ -1548,15 +1548,13 @@ def restore_agent(
     start_service="auto",
     check_mode=False,
     now=None,
-    log=None,
 ):
     """Verify an archive completely, stage it, stop the service, swap the
     workspace and state (the previous ones are kept as <dir>.prev-<ts>),
     restore the databases, restart the service. Nothing is touched unless
     the archive verifies."""
-    log = log or (lambda msg: None)
-    target_name = target_agent or agent
-    target = agent_plan(plan, target_name)
+    if target_agent or agent:
+        agent_plan(plan, target_agent or agent)  # fail early on a name the plan does not know
     if archive:
         manifest = load_manifest(archive)
         if manifest is None:
@@ -1570,6 +1568,8 @@ def restore_agent(
             at = parse_time(at)
         chosen = select_archive(agent_backup_dir(plan, agent), agent, at)
         path, manifest = chosen["path"], chosen["manifest"]
+    target_name = target_agent or agent
+    target = agent_plan(plan, target_name)
     foreign = target_name != agent
     result = {
         "agent": agent,
