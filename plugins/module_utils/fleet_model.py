@@ -651,6 +651,83 @@ def _check_unknown_host_vars(check, hostvars, role_names):
             check.add(None, key, "unknown host variable", f"{did_you_mean(key, HOST_KEYS)} Remove or rename it")
 
 
+def _agent_plan(check, name, name_ok, raw, settings, backup):
+    """Validate one agent's settings and derive its part of the plan; returns (agent, its network)."""
+    for key in raw:
+        if key not in AGENT_KEYS:
+            check.add(name, str(key), "unknown key", f"{did_you_mean(key, AGENT_KEYS)} Remove or rename it")
+    state = raw.get("state", "present")
+    if state not in STATES:
+        check.add(name, "state", f"{state!r} is not present or absent", did_you_mean(state, STATES))
+        state = "present"
+    net = _parse_subnet(check, name, "subnet", raw.get("subnet"))
+    jails = _agent_jails(check, name, raw)
+    llm_mode = _agent_llm(check, name, raw, jails)
+    jail_names = _agent_jail_names(check, name, raw, jails) if name_ok else {}
+    ips = _agent_ips(check, name, raw, jails, net)
+    home = f"{settings['warden_root']}/agents/{name}"
+    command, args = _agent_command(check, name, raw)
+    port = _agent_port(check, name, raw)
+    assistant = _check_text(check, name, "assistant_name", raw.get("assistant_name"), name.capitalize())
+    gateway = str(net.network_address + GATEWAY_HOST) if net is not None else None
+    agent = {
+        "name": name,
+        "assistant_name": assistant,
+        "state": state,
+        "subnet": raw.get("subnet") if net is not None else None,
+        "cidr": str(net) if net is not None else None,
+        "gateway": gateway,
+        "jails": [
+            {
+                "slot": slot,
+                "name": jail_names[slot],
+                "ip": ips[slot],
+                "cidr": f"{ips[slot]}/{net.prefixlen}",
+                "gateway": gateway,
+                "thick": slot in THICK_SLOTS,
+            }
+            for slot in jails
+            if slot in jail_names and slot in ips and net is not None
+        ],
+        "llm": {"mode": llm_mode, "ip": ips.get("llm"), "jail": jail_names.get("llm")},
+        "db": (
+            {
+                "role": name,
+                "jail": jail_names.get("db"),
+                "host": ips.get("db"),
+                "databases": {purpose: f"{name}_{purpose}" for purpose in DB_PURPOSES},
+            }
+            if "db" in jails
+            else None
+        ),
+        "service": {
+            "name": name,
+            "rc_script": f"/usr/local/etc/rc.d/{name}",
+            "rcvar": f"{name}_enable",
+            "pidfile": f"/var/run/{name}.pid",
+            "child_pidfile": f"/var/run/{name}.child.pid",
+            "log": f"/var/log/{name}.log",
+            "tmux_session": name,
+        },
+        "user": {"name": name, "group": name, "home": home},
+        "paths": {
+            "home": home,
+            "workspace": f"{home}/workspace",
+            "state": f"{home}/state",
+            "soul": f"{home}/soul",
+            "env_file": f"{settings['warden_etc_dir']}/{name}.env",
+            "backup_dir": f"{backup['dir']}/{name}",
+        },
+        "port": port,
+        "ports": [port + offset for offset in PORT_OFFSETS] if port is not None else [],
+        "locale": _agent_locale(check, name, raw),
+        "soul": _agent_soul(check, name, raw, home),
+        "command": command,
+        "args": args,
+    }
+    return agent, net
+
+
 def build_plan(host, hostvars, host_networks=(), role_names=()):
     """Validate one host's inventory and derive its plan.
 
@@ -680,97 +757,25 @@ def build_plan(host, hostvars, host_networks=(), role_names=()):
         )
         agents_raw = {}
 
-    root = settings["warden_root"]
     agents = {}
     nets = {}
     for name in sorted(agents_raw, key=str):
         raw = agents_raw[name]
         name_ok = _check_agent_name(check, name)
-        name = str(name)
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
             check.add(
-                name,
+                str(name),
                 "settings",
                 f"must be a mapping, got {_type_name(raw)}",
                 "give the agent at least subnet and command",
             )
             continue
-        for key in raw:
-            if key not in AGENT_KEYS:
-                check.add(name, str(key), "unknown key", f"{did_you_mean(key, AGENT_KEYS)} Remove or rename it")
-        state = raw.get("state", "present")
-        if state not in STATES:
-            check.add(name, "state", f"{state!r} is not present or absent", did_you_mean(state, STATES))
-            state = "present"
-        net = _parse_subnet(check, name, "subnet", raw.get("subnet"))
+        agent, net = _agent_plan(check, str(name), name_ok, raw, settings, backup)
+        agents[agent["name"]] = agent
         if net is not None:
-            nets[name] = net
-        jails = _agent_jails(check, name, raw)
-        llm_mode = _agent_llm(check, name, raw, jails)
-        jail_names = _agent_jail_names(check, name, raw, jails) if name_ok else {}
-        ips = _agent_ips(check, name, raw, jails, net)
-        home = f"{root}/agents/{name}"
-        command, args = _agent_command(check, name, raw)
-        port = _agent_port(check, name, raw)
-        assistant = _check_text(check, name, "assistant_name", raw.get("assistant_name"), name.capitalize())
-        gateway = str(net.network_address + GATEWAY_HOST) if net is not None else None
-        agents[name] = {
-            "name": name,
-            "assistant_name": assistant,
-            "state": state,
-            "subnet": raw.get("subnet") if net is not None else None,
-            "cidr": str(net) if net is not None else None,
-            "gateway": gateway,
-            "jails": [
-                {
-                    "slot": slot,
-                    "name": jail_names[slot],
-                    "ip": ips[slot],
-                    "cidr": f"{ips[slot]}/{net.prefixlen}",
-                    "gateway": gateway,
-                    "thick": slot in THICK_SLOTS,
-                }
-                for slot in jails
-                if slot in jail_names and slot in ips and net is not None
-            ],
-            "llm": {"mode": llm_mode, "ip": ips.get("llm"), "jail": jail_names.get("llm")},
-            "db": (
-                {
-                    "role": name,
-                    "jail": jail_names.get("db"),
-                    "host": ips.get("db"),
-                    "databases": {purpose: f"{name}_{purpose}" for purpose in DB_PURPOSES},
-                }
-                if "db" in jails
-                else None
-            ),
-            "service": {
-                "name": name,
-                "rc_script": f"/usr/local/etc/rc.d/{name}",
-                "rcvar": f"{name}_enable",
-                "pidfile": f"/var/run/{name}.pid",
-                "child_pidfile": f"/var/run/{name}.child.pid",
-                "log": f"/var/log/{name}.log",
-                "tmux_session": name,
-            },
-            "user": {"name": name, "group": name, "home": home},
-            "paths": {
-                "home": home,
-                "workspace": f"{home}/workspace",
-                "state": f"{home}/state",
-                "soul": f"{home}/soul",
-                "env_file": f"{settings['warden_etc_dir']}/{name}.env",
-                "backup_dir": f"{backup['dir']}/{name}",
-            },
-            "port": port,
-            "ports": [port + offset for offset in PORT_OFFSETS] if port is not None else [],
-            "locale": _agent_locale(check, name, raw),
-            "soul": _agent_soul(check, name, raw, home),
-            "command": command,
-            "args": args,
-        }
+            nets[agent["name"]] = net
 
     shared_users = [n for n, a in agents.items() if a["llm"]["mode"] == "shared"]
     shared = _shared_llm(check, hostvars.get("warden_shared_llm"), shared_users)
@@ -793,7 +798,7 @@ def build_plan(host, hostvars, host_networks=(), role_names=()):
         "ext_if": settings["warden_ext_if"],
         "release": settings["warden_release"],
         "postgresql_version": settings["warden_postgresql_version"],
-        "root": root,
+        "root": settings["warden_root"],
         "etc_dir": settings["warden_etc_dir"],
         "bastille_prefix": settings["warden_bastille_prefix"],
         "warden_net": [str(n) for n in present_nets],
