@@ -1468,7 +1468,7 @@ def backup_fleet(plan, agents=None, check_mode=False, env_passphrase_file=None, 
     return {
         "agents": results,
         "orphans": orphans,
-        "failed": failed,
+        "failed_agents": failed,
         "summary": summary,
         "changed": changed,
         "created": sorted(r["archive"] for r in results.values() if r["status"] == "created"),
@@ -1935,7 +1935,7 @@ def cli(argv=None):
                 note = (" " + r["msg"]) if r["msg"] else ""
                 print(f"{name:<16} {r['status']:<12} {r['archive'] or ''}{note}")
             print(res["summary"])
-            return 1 if res["failed"] else 0
+            return 1 if res["failed_agents"] else 0
         if args.command == "restore":
             res = restore_agent(
                 plan,

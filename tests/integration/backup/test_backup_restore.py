@@ -49,7 +49,7 @@ def test_backup_then_restore_is_byte_identical(make_fleet):
     before_ws, before_st = tree(ws), tree(st, STATE_EXCLUDED)
 
     result = backup.backup_fleet(fleet.plan)
-    assert result["failed"] == []
+    assert result["failed_agents"] == []
     assert {n: r["status"] for n, r in result["agents"].items()} == {"atlas": "created", "hermes": "created"}
     archive = pathlib.Path(result["agents"]["atlas"]["archive"])
     assert archive.name.startswith("atlas_") and archive.name.endswith(".tar.zst")
@@ -316,7 +316,7 @@ def test_a_failure_midway_leaves_nothing_behind(make_fleet, monkeypatch):
     assert res["agents"]["atlas"]["status"] == "failed"
     assert "Input/output error" in res["agents"]["atlas"]["msg"]
     assert res["agents"]["hermes"]["status"] == "created", "one agent's failure does not stop the others"
-    assert res["failed"] == ["atlas"] and "FAILED: atlas" in res["summary"]
+    assert res["failed_agents"] == ["atlas"] and "FAILED: atlas" in res["summary"]
     agent_dir = fleet.paths("atlas")["backup_dir"]
     assert sorted(n for n in os.listdir(agent_dir) if not n.startswith(".")) == sorted(
         [os.path.basename(p) for p in previous if "/atlas/" in p]
