@@ -4,6 +4,8 @@
 #   make lint     yamllint, ansible-lint (production profile), ruff
 #   make sanity   ansible-test sanity on an exported copy of the tree
 #   make unit     pytest tests/unit
+#   make integration  backup/restore tests with real files, zstd and PostgreSQL
+#   make bench-backup backup benchmark (BENCH_ARGS="--size-mb 60" for a quick run)
 #   make plan     render the example inventory's plan (playbooks/validate.yml)
 #   make build    build the collection and check ansible-doc renders every module from the artifact
 #   make test     everything CI runs
@@ -65,6 +67,17 @@ sanity: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+# Backup and restore with real files, tar/zstd and a PostgreSQL 15 of their own
+# (initdb/pg_ctl from /usr/lib/postgresql/15/bin or WARDEN_TEST_PG_BIN), plus the
+# backup/list/restore playbooks against a local stand-in.
+.PHONY: integration bench-backup
+integration: $(STAMP)
+	$(BIN)/python -m pytest tests/integration/backup $(PYTEST_ARGS)
+
+# Backup benchmark (not a test): BENCH_ARGS="--size-mb 60" for a quick run.
+bench-backup: $(STAMP)
+	$(BIN)/python bench/backup.py $(BENCH_ARGS)
 
 plan: $(STAMP)
 	$(BIN)/ansible-playbook -i inventories/example/hosts.yml playbooks/validate.yml

@@ -152,8 +152,9 @@ def fsync_dir(path):
         os.close(fd)
 
 
-def atomic_write(path, data, mode=0o600):
-    """Write bytes to path through a temporary name, fsync, rename, fsync the directory."""
+def atomic_write(path, data, mode=0o600, durable=True):
+    """Write bytes to path through a temporary name, fsync, rename, fsync the directory
+    (durable=False skips the fsyncs, for caches that may be lost)."""
     directory = os.path.dirname(path) or "."
     tmp = os.path.join(directory, "." + os.path.basename(path) + PARTIAL_SUFFIX)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
@@ -161,12 +162,14 @@ def atomic_write(path, data, mode=0o600):
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.chmod(tmp, mode)
     os.rename(tmp, path)
-    fsync_dir(directory)
+    if durable:
+        fsync_dir(directory)
 
 
 def sha256_file(path):
@@ -624,6 +627,56 @@ class _HashingReader:
         return block
 
 
+def _read_exactly(fd, size, name):
+    chunks, left = [], size
+    while left > 0:
+        block = os.read(fd, left)
+        if not block:
+            raise BackupError(f"{name} shrank while it was archived (best-effort source; rerun the backup)")
+        chunks.append(block)
+        left -= len(block)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+_USTAR_TYPES = {"f": b"0", "d": b"5", "l": b"2"}
+
+
+def ustar_header(name, kind, size, mode, mtime, uid, gid, uname, gname, linkname=""):
+    """A POSIX ustar header block, or None when the entry needs a pax header
+    (names over 100 bytes or not ASCII, numbers too large)."""
+    if kind == "d" and not name.endswith("/"):
+        name += "/"
+    try:
+        bname, blink = name.encode("ascii"), linkname.encode("ascii")
+        buname, bgname = uname.encode("ascii"), gname.encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    if len(bname) > 100 or len(blink) > 100 or len(buname) > 32 or len(bgname) > 32:
+        return None
+    if not (0 <= uid < 0o7777777 and 0 <= gid < 0o7777777 and 0 <= size < 0o77777777777 and 0 <= mtime < 0o77777777777):
+        return None
+    header = b"".join(
+        (
+            bname.ljust(100, b"\0"),
+            b"%07o\0" % mode,
+            b"%07o\0" % uid,
+            b"%07o\0" % gid,
+            b"%011o\0" % size,
+            b"%011o\0" % mtime,
+            b"        ",
+            _USTAR_TYPES[kind],
+            blink.ljust(100, b"\0"),
+            b"ustar\x0000",
+            buname.ljust(32, b"\0"),
+            bgname.ljust(32, b"\0"),
+            b"\0" * 16,  # devmajor, devminor: empty, as tarfile writes them
+            b"\0" * 167,
+        )
+    )
+    chksum = b"%06o\0 " % sum(header)
+    return header[:148] + chksum + header[156:]
+
+
 class ArchiveWriter:
     """A tar stream compressed by `zstd -T0` (or lzma/gzip in process) into
     a partial file, hashing the compressed bytes as they are written."""
@@ -653,6 +706,7 @@ class ArchiveWriter:
             sink = self.compressor
         else:
             raise BackupError(f"unknown compression {compression!r}")
+        self.sink = sink
         self.tar = tarfile.TarFile(fileobj=_CountingWriter(sink), mode="w", format=tarfile.PAX_FORMAT)
         self.tar.copybufsize = CHUNK
         self._names = {}
@@ -698,6 +752,46 @@ class ArchiveWriter:
         return self._names[key]
 
     def add_entry(self, e):
+        mtime = e.mtime_ns // 1000000000
+        header = ustar_header(
+            e.path, e.kind, e.size, e.mode, mtime, e.uid, e.gid, self._user(e.uid), self._group(e.gid), e.target or ""
+        )
+        if header is None:  # long or non-ASCII names: tarfile writes the pax header
+            self._add_entry_tarfile(e)
+            return
+        if e.kind != "f":
+            self._write(header)
+            return
+        fd = os.open(e.src, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_ino != e.ino:
+                raise BackupError(f"{e.src} was replaced while it was archived")
+            digest = hashlib.sha256()
+            remaining = e.size
+            pad = (-e.size) % tarfile.BLOCKSIZE
+            if remaining <= CHUNK:
+                data = _read_exactly(fd, remaining, e.src)
+                digest.update(data)
+                self._write(header + data + b"\0" * pad)
+            else:
+                self._write(header)
+                while remaining > 0:
+                    block = _read_exactly(fd, min(CHUNK, remaining), e.src)
+                    digest.update(block)
+                    self._write(block)
+                    remaining -= len(block)
+                if pad:
+                    self._write(b"\0" * pad)
+        finally:
+            os.close(fd)
+        e.sha256 = digest.hexdigest()
+
+    def _write(self, data):
+        self.sink.write(data)
+        self.tar.offset += len(data)
+
+    def _add_entry_tarfile(self, e):
         info = self._info(e.path, e.kind, e.size, e.mode, e.mtime_ns // 1000000000, e.uid, e.gid, e.target)
         if e.kind != "f":
             self.tar.addfile(info)
@@ -767,13 +861,37 @@ def manifest_path(archive_path):
     return archive_path + MANIFEST_SUFFIX
 
 
+class _ManifestCache:
+    """Parsed manifests, kept only while one agent's backup run holds its lock
+    (nothing else rewrites a manifest then)."""
+
+    entries = None
+
+    def __enter__(self):
+        _ManifestCache.entries = {}
+        return self
+
+    def __exit__(self, *exc):
+        _ManifestCache.entries = None
+
+
 def load_manifest(archive_path):
     """The manifest of archive_path if it is valid for that archive, else None."""
+    path = manifest_path(archive_path)
+    cache = _ManifestCache.entries
+    if cache is not None and path in cache:
+        return cache[path]
     try:
-        with open(manifest_path(archive_path), "rb") as handle:
-            data = json.loads(handle.read().decode("utf-8"))
+        with open(path, "rb") as handle:
+            data = _valid_manifest(archive_path, json.loads(handle.read().decode("utf-8")))
     except (OSError, ValueError):
-        return None
+        data = None
+    if cache is not None:
+        cache[path] = data
+    return data
+
+
+def _valid_manifest(archive_path, data):
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return None
     if data.get("archive") != os.path.basename(archive_path):
@@ -1213,7 +1331,7 @@ class AgentBackup:
         if self.check_mode:
             return self._run_check(start)
         makedirs_private(self.agent_dir)
-        with AgentLock(self.agent_dir):
+        with AgentLock(self.agent_dir), _ManifestCache():
             for leftover in stale_leftovers(self.agent_dir, self.name):
                 if os.path.isdir(leftover) and not os.path.islink(leftover):
                     shutil.rmtree(leftover)
@@ -1367,7 +1485,7 @@ class AgentBackup:
                 "content_digest": digest,
                 "files": [_manifest_entry(e) for e in entries],
             }
-            atomic_write(manifest_path(final), json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8"))
+            atomic_write(manifest_path(final), json.dumps(manifest, sort_keys=True).encode("utf-8"))
             self._write_index(name, digest, entries, env_key)
             res.update(
                 status="created",
@@ -1392,7 +1510,9 @@ class AgentBackup:
             "env": env_key,
             "files": dict((e.path, [e.key(), e.sha256]) for e in entries),
         }
-        atomic_write(os.path.join(self.agent_dir, INDEX_NAME), json.dumps(data, separators=(",", ":")).encode("utf-8"))
+        # a cache: losing it only means the next run reads every file again
+        index = json.dumps(data, separators=(",", ":")).encode("utf-8")
+        atomic_write(os.path.join(self.agent_dir, INDEX_NAME), index, durable=False)
 
     def _retention_plan(self, extra=None):
         archives = [(a["name"], a["time"]) for a in good_archives(self.agent_dir, self.name)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import pathlib
 import struct
+import tarfile
 
 import pytest
 import yaml
@@ -261,3 +262,20 @@ def test_safe_member_names():
     assert backup._safe_member("workspace/a/b.md")
     for bad in ("/etc/passwd", "workspace/../../etc", "workspace//x", "./x", ""):
         assert not backup._safe_member(bad)
+
+
+@pytest.mark.parametrize(
+    ("kind", "tartype", "size", "link"),
+    [("f", tarfile.REGTYPE, 5, ""), ("d", tarfile.DIRTYPE, 0, ""), ("l", tarfile.SYMTYPE, 0, "notes/x.md")],
+)
+def test_ustar_header_is_what_tarfile_writes(kind, tartype, size, link):
+    ours = backup.ustar_header("workspace/a", kind, size, 0o755, 1700000000, 1001, 1002, "atlas", "atlas", link)
+    info = tarfile.TarInfo("workspace/a")
+    info.type, info.size, info.mode, info.mtime = tartype, size, 0o755, 1700000000
+    info.uid, info.gid, info.uname, info.gname, info.linkname = 1001, 1002, "atlas", "atlas", link
+    assert ours == info.tobuf(tarfile.PAX_FORMAT)
+
+
+def test_ustar_header_leaves_long_and_non_ascii_names_to_pax():
+    assert backup.ustar_header("w/" + "x" * 120, "f", 1, 0o644, 0, 0, 0, "root", "root") is None
+    assert backup.ustar_header("w/naïve.md", "f", 1, 0o644, 0, 0, 0, "root", "root") is None
