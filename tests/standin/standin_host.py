@@ -86,6 +86,7 @@ def processes_under(path):
                 target = os.readlink(f"/proc/{entry}/{link}")
             except OSError:
                 continue
+            target = target.removesuffix(" (deleted)")
             if target == real or target.startswith(real + "/"):
                 pids.append(int(entry))
                 break

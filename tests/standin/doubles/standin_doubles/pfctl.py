@@ -60,7 +60,7 @@ imaps pop3 pop3s ftp ftp-data telnet bootps bootpc tftp snmp syslog ldap ldaps p
 microsoft-ds netbios-ssn echoreq echorep unreach timex paramprob redir routeradv routersol S/SA
 S/SAFR SA any/any
 """.split())  # noqa: SIM905
-IFACE_RE = re.compile(r"^!?\(?[a-z][a-z_]*[0-9]*[a-z0-9_]*(:network|:broadcast|:peer|:0)?\)?$")
+IFACE_RE = re.compile(r"^!?\(?[a-z][a-z_]*[0-9]+[a-z0-9_]*(:network|:broadcast|:peer|:0)?\)?$")
 NUM_RE = re.compile(r"^[0-9]+([:.<>=!-]+[0-9]*)*[kKmMgG]?$")
 
 
