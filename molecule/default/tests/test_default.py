@@ -1,0 +1,110 @@
+"""Verify the stand-in FreeBSD host after `site.yml` with the example inventory.
+
+The stand-in (tests/standin) is a Linux chroot with doubles of FreeBSD's
+commands, not FreeBSD.  Tests read it two ways: testinfra's chroot backend
+(files, commands run inside it) and `standin state` (the simulated kernel:
+interfaces, PF, jails, services, users, packages).
+
+Every role that site.yml applies must have tests here (see ROLE_TESTS).
+"""
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+import testinfra
+import yaml
+
+PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+NAME = os.environ.get("WARDEN_STANDIN_NAME", "molecule-default")
+BASE = os.environ.get("WARDEN_STANDIN_BASE", "/var/tmp/warden-standin")
+ROOT = os.path.join(BASE, NAME, "root")
+STANDIN = os.path.join(PROJECT, "tests", "standin", "standin")
+
+# roles of site.yml -> the tests below that check what each leaves on the host
+ROLE_TESTS = {
+    "preflight": ["test_preflight_changed_nothing_on_the_host"],
+}
+
+
+@pytest.fixture(scope="module")
+def standin():
+    return testinfra.get_host(ROOT, connection="chroot")
+
+
+@pytest.fixture(scope="module")
+def state():
+    out = subprocess.run([STANDIN, "state", NAME], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def example_host():
+    with open(os.path.join(PROJECT, "inventories", "example", "hosts.yml"), encoding="utf-8") as fh:
+        inv = yaml.safe_load(fh)
+    name, hostvars = next(iter(inv["warden_hosts"]["hosts"].items()))
+    return name, hostvars
+
+
+def site_roles():
+    roles = []
+
+    def walk(path):
+        with open(path, encoding="utf-8") as fh:
+            plays = yaml.safe_load(fh) or []
+        for play in plays:
+            if "ansible.builtin.import_playbook" in play:
+                walk(os.path.join(os.path.dirname(path), play["ansible.builtin.import_playbook"]))
+            for r in play.get("roles", []):
+                roles.append((r["role"] if isinstance(r, dict) else r).split(".")[-1])
+            for t in play.get("tasks", []) + play.get("pre_tasks", []) + play.get("post_tasks", []):
+                for key in ("ansible.builtin.include_role", "ansible.builtin.import_role"):
+                    if key in t:
+                        roles.append(t[key]["name"].split(".")[-1])
+
+    walk(os.path.join(PROJECT, "site.yml"))
+    return sorted(set(roles))
+
+
+def test_every_role_of_site_yml_is_verified():
+    missing = [r for r in site_roles() if r not in ROLE_TESTS]
+    assert not missing, f"roles applied by site.yml without verify tests in molecule/default: {missing}"
+    for tests in ROLE_TESTS.values():
+        for t in tests:
+            assert t in globals(), t
+
+
+def test_the_host_is_the_standin(standin, state):
+    assert state["standin"] is True and "not FreeBSD" in state["label"]
+    assert standin.file("/etc/STANDIN").exists
+    out = standin.check_output("/usr/local/bin/python3.11 -c 'import platform; print(platform.system())'")
+    assert out.strip() == "FreeBSD"
+
+
+def test_preflight_changed_nothing_on_the_host(standin, state):
+    # preflight validates and reads facts; it must not touch the host
+    assert state["rc_conf"] == {"hostname": f"{NAME}.standin.test"}
+    assert state["pf"]["anchors"] == {} and state["pf"]["enabled"] is False
+    assert state["jails"] == {} and state["users"] == {} and state["services"] == {}
+    assert state["warden0"] is None
+    assert set(state["packages"]) == {"pkg", "python311"}
+    assert not standin.file("/etc/pf.conf").exists
+
+
+def test_jails_were_created_with_an_explicit_gateway(state):
+    # Bastille takes the host's default route without -g: the collection must
+    # always pass it (checked on every `bastille create` the run made).
+    assert state["bastille"]["all_creates_passed_gateway"] is True
+    for name, jail in state["jails"].items():
+        assert jail["gateway"] != state["default_route"], name
+
+
+def test_no_process_of_the_run_is_left_behind(state):
+    # only supervised services may run; nothing else the converge started
+    service_pids = {pid for s in state["services"].values() for pid in s["pids"]}
+    strays = [p for p in state["processes"]
+              if p["pid"] not in service_pids and not re.search(r"daemon|timeout", " ".join(p["cmdline"]))]
+    assert strays == []
