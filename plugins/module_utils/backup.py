@@ -136,7 +136,9 @@ def require_command(name):
 
 
 def run(argv, check=True, stdin=None):
-    proc = subprocess.run(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL, capture_output=True)
+    proc = subprocess.run(
+        argv, stdin=stdin if stdin is not None else subprocess.DEVNULL, capture_output=True, check=False
+    )
     out = proc.stdout.decode("utf-8", "replace")
     err = proc.stderr.decode("utf-8", "replace")
     if check and proc.returncode != 0:
@@ -405,10 +407,10 @@ def pgdump_header_length(buf):
         if vmin >= 15:
             pos += 1
         else:
-            _, pos = _read_int(buf, pos, int_size)
-        for _ in range(7):
-            _, pos = _read_int(buf, pos, int_size)
-        for _ in range(3):
+            _value, pos = _read_int(buf, pos, int_size)
+        for _field in range(7):
+            _value, pos = _read_int(buf, pos, int_size)
+        for _field in range(3):
             length, pos = _read_int(buf, pos, int_size)
             if length > 0:
                 pos += length
@@ -504,7 +506,7 @@ def soul_commit(path):
     git = find_command("git")
     if not git:
         return None
-    rc, out, _ = run([git, "-c", "safe.directory=" + path, "-C", path, "rev-parse", "HEAD"], check=False)
+    rc, out, _err = run([git, "-c", "safe.directory=" + path, "-C", path, "rev-parse", "HEAD"], check=False)
     return out.strip() if rc == 0 and out.strip() else None
 
 
@@ -536,7 +538,7 @@ def zfs_dataset(path):
     zfs = find_command("zfs")
     if not zfs:
         return None
-    rc, out, _ = run([zfs, "list", "-H", "-o", "name,mountpoint", "-t", "filesystem"], check=False)
+    rc, out, _err = run([zfs, "list", "-H", "-o", "name,mountpoint", "-t", "filesystem"], check=False)
     if rc != 0:
         return None
     real = os.path.realpath(path)
@@ -835,7 +837,7 @@ class ArchiveWriter:
             lambda: self.proc and self.proc.stdin.close(),
             lambda: self.thread and self.thread.join(),
             lambda: self.proc and self.proc.wait(),
-            lambda: self.out.close(),
+            self.out.close,
         ):
             with contextlib.suppress(Exception):  # best effort cleanup of a failed archive
                 closer()
@@ -1139,7 +1141,7 @@ def retention(archives, keep_last=0, keep_daily=0, keep_weekly=0, keep_monthly=0
                 left -= 1
     if protect:
         keep.setdefault(protect, []).append("newest-verified")
-    prune = [name for name, _ in ordered if name not in keep]
+    prune = [name for name, _when in ordered if name not in keep]
     return keep, prune
 
 
@@ -1348,7 +1350,7 @@ class AgentBackup:
         index = _load_index(self.agent_dir)
         soul = soul_commit((self.agent.get("paths") or {}).get("soul"))
         dbs = self.databases(None)
-        entries, _ = self.sources()
+        entries, _skipped = self.sources()
         env_key = self.env_key()
         res["databases"] = [{"key": d["key"], "name": d["name"], "content_sha256": d["content_sha256"]} for d in dbs]
         res["files"] = sum(1 for e in entries if e.kind == "f")
@@ -1754,7 +1756,7 @@ def restore_agent(
         )
 
         def dest_for(member):
-            head, _, rest = member.partition("/")
+            head, _sep, rest = member.partition("/")
             if head in staging:
                 return staging[head] if not rest else os.path.join(staging[head], rest)
             if head in ("dbs", "env"):
@@ -1870,7 +1872,7 @@ def jail_running(name):
     jls = find_command("jls")
     if not jls:
         return None
-    rc, _, _ = run([jls, "-j", name, "jid"], check=False)
+    rc, _out, _err = run([jls, "-j", name, "jid"], check=False)
     return rc == 0
 
 
@@ -1996,6 +1998,10 @@ def load_plan(path):
         return json.loads(handle.read().decode("utf-8"))
 
 
+def _say(text):
+    sys.stdout.write(text + "\n")
+
+
 def cli(argv=None):
     import argparse
 
@@ -2040,21 +2046,21 @@ def cli(argv=None):
             data = fleet_info(plan, verify=args.verify)
             if args.json:
                 data.pop("table")
-                print(json.dumps(data, indent=2, sort_keys=True))
+                _say(json.dumps(data, indent=2, sort_keys=True))
             else:
-                print(data["table"])
+                _say(data["table"])
             return 0
         if args.command == "backup":
             res = backup_fleet(
                 plan, args.agents or None, check_mode=args.check, log=lambda m: sys.stderr.write(m + "\n")
             )
             if args.json:
-                print(json.dumps(res, indent=2, sort_keys=True, default=str))
+                _say(json.dumps(res, indent=2, sort_keys=True, default=str))
             for name in sorted(res["agents"]):
                 r = res["agents"][name]
                 note = (" " + r["msg"]) if r["msg"] else ""
-                print(f"{name:<16} {r['status']:<12} {r['archive'] or ''}{note}")
-            print(res["summary"])
+                _say(f"{name:<16} {r['status']:<12} {r['archive'] or ''}{note}")
+            _say(res["summary"])
             return 1 if res["failed_agents"] else 0
         if args.command == "restore":
             res = restore_agent(
@@ -2066,12 +2072,12 @@ def cli(argv=None):
                 restore_databases=not args.no_databases,
                 check_mode=args.check,
             )
-            print(json.dumps(res, indent=2, sort_keys=True, default=str))
+            _say(json.dumps(res, indent=2, sort_keys=True, default=str))
             return 0
         if args.command == "verify":
             path = args.archive or select_archive(agent_backup_dir(plan, args.agent), args.agent)["path"]
             verify_archive(path, members=True)
-            print(f"{path}: verified")
+            _say(f"{path}: verified")
             return 0
     except BackupError as exc:
         sys.stderr.write(f"warden: {exc}\n")
