@@ -102,7 +102,7 @@ build: $(STAMP)
 	  grep -q "$$(realpath "$$root")" "$(BUILD_DIR)/doc-$$m.txt" || { echo "build: $$m was not documented from the artifact" >&2; exit 1; }; \
 	done
 
-test: lint sanity unit build
+test: lint sanity unit build integration
 
 clean:
 	rm -rf "$(BUILD_DIR)" tests/output .pytest_cache .ruff_cache .cache
