@@ -26,7 +26,9 @@ STANDIN = os.path.join(PROJECT, "tests", "standin", "standin")
 
 # roles of site.yml -> the tests below that check what each leaves on the host
 ROLE_TESTS = {
-    "preflight": ["test_preflight_changed_nothing_on_the_host"],
+    "preflight": ["test_preflight_rejects_a_bad_inventory_before_anything_changes"],
+    "host_tools": ["test_host_tools_installed_the_warden_command"],
+    "backup_schedule": ["test_backup_schedule_installed_a_working_cron_job"],
 }
 
 
@@ -84,14 +86,63 @@ def test_the_host_is_the_standin(standin, state):
     assert out.strip() == "FreeBSD"
 
 
-def test_preflight_changed_nothing_on_the_host(standin, state):
-    # preflight validates and reads facts; it must not touch the host
-    assert state["rc_conf"] == {"hostname": f"{NAME}.standin.test"}
-    assert state["pf"]["anchors"] == {} and state["pf"]["enabled"] is False
-    assert state["jails"] == {} and state["users"] == {} and state["services"] == {}
-    assert state["warden0"] is None
-    assert set(state["packages"]) == {"pkg", "python311"}
-    assert not standin.file("/etc/pf.conf").exists
+def test_preflight_rejects_a_bad_inventory_before_anything_changes(tmp_path):
+    # A second stand-in, an inventory with one bad value: site.yml must fail
+    # in preflight and leave that host exactly as it was brought up.
+    name = NAME + "-bad"
+    inv = tmp_path / "hosts.yml"
+    with open(os.path.join(PROJECT, "inventories", "example", "hosts.yml"), encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    host = next(iter(data["warden_hosts"]["hosts"].values()))
+    host["warden_agents"]["atlas"]["subnet"] = "10.0.300"
+    inv.write_text(yaml.safe_dump(data))
+    subprocess.run([STANDIN, "up", name], check=True, capture_output=True)
+    try:
+        before = json.loads(subprocess.run([STANDIN, "state", name], check=True, capture_output=True,
+                                           text=True).stdout)
+        run = subprocess.run([STANDIN, "run", name, "--", "ansible-playbook", "-i", str(inv),
+                              os.path.join(PROJECT, "site.yml")], capture_output=True, text=True, check=False)
+        assert run.returncode != 0
+        assert "10.0.300" in run.stdout
+        after = json.loads(subprocess.run([STANDIN, "state", name], check=True, capture_output=True,
+                                          text=True).stdout)
+        for key in ("rc_conf", "cron_d", "users", "packages", "pf", "jails", "services", "interfaces"):
+            assert after[key] == before[key], key
+        root = os.path.join(BASE, name, "root")
+        assert not os.path.exists(os.path.join(root, "usr/local/bin/warden"))
+        assert not os.path.exists(os.path.join(root, "usr/local/etc/warden"))
+    finally:
+        subprocess.run([STANDIN, "down", name], check=True, capture_output=True)
+
+
+def test_host_tools_installed_the_warden_command(standin, example_host):
+    warden = standin.file("/usr/local/bin/warden")
+    assert warden.exists and warden.user == "root" and warden.mode == 0o755
+    assert warden.content_string.splitlines()[0] == "#!/usr/local/bin/python3.11"
+    assert standin.file("/usr/local/lib/warden/warden_backup.py").exists
+    plan_file = standin.file("/usr/local/etc/warden/plan.json")
+    assert plan_file.mode == 0o600
+    plan = json.loads(plan_file.content_string)
+    host, hostvars = example_host
+    assert plan["host"] == host
+    assert sorted(plan["agents"]) == sorted(hostvars["warden_agents"])
+    out = standin.check_output("/usr/local/bin/warden --plan /usr/local/etc/warden/plan.json list")
+    for agent in hostvars["warden_agents"]:
+        assert re.search(rf"^{agent}\s+present", out, re.M), out
+
+
+def test_backup_schedule_installed_a_working_cron_job(standin, state):
+    assert list(state["cron_d"]) == ["warden-backup"]
+    lines = [x for x in state["cron_d"]["warden-backup"].splitlines() if x and not x.startswith("#")]
+    jobs = [x for x in lines if not re.match(r"^[A-Z]+=", x)]
+    assert len(jobs) == 1
+    fields = jobs[0].split(None, 6)
+    assert fields[:6] == ["17", "3", "*", "*", "*", "root"]  # schedule from the plan's defaults, system format
+    command = fields[6].split(">>")[0].strip()
+    assert command.startswith("/usr/bin/lockf -k -t 0 /var/run/warden-backup.lock /usr/local/bin/warden ")
+    # the scheduled command runs on the host as cron would run it
+    result = standin.run(command)
+    assert result.rc == 0, result.stderr
 
 
 def test_jails_were_created_with_an_explicit_gateway(state):

@@ -6,7 +6,9 @@ parser, jail(8)/Bastille, procctl-based whole-tree stop.  Every role of
 site.yml must have tests here, as in molecule/default.
 """
 
+import json
 import os
+import re
 
 import yaml
 
@@ -15,6 +17,8 @@ PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY") or os.path.abspath(
 
 ROLE_TESTS = {
     "preflight": ["test_preflight_changed_nothing_on_the_host"],
+    "host_tools": ["test_host_tools_installed_the_warden_command"],
+    "backup_schedule": ["test_backup_schedule_installed_a_working_cron_job"],
 }
 
 
@@ -49,3 +53,24 @@ def test_preflight_changed_nothing_on_the_host(host):
         assert host.check_output("sha256 -q /etc/rc.conf").strip() == before
         rules = host.run("pfctl -sr").stdout
         assert rules == host.file("/var/tmp/warden-molecule/pf.rules").content_string
+
+
+def test_host_tools_installed_the_warden_command(host):
+    with host.sudo():
+        warden = host.file("/usr/local/bin/warden")
+        assert warden.exists and warden.user == "root" and warden.mode == 0o755
+        assert warden.content_string.splitlines()[0] == "#!/usr/local/bin/python3.11"
+        plan = json.loads(host.file("/usr/local/etc/warden/plan.json").content_string)
+        out = host.check_output("/usr/local/bin/warden --plan /usr/local/etc/warden/plan.json list")
+    for agent in plan["agents"]:
+        assert re.search(rf"^{agent}\s+", out, re.M), out
+
+
+def test_backup_schedule_installed_a_working_cron_job(host):
+    with host.sudo():
+        text = host.file("/usr/local/etc/cron.d/warden-backup").content_string
+        jobs = [x for x in text.splitlines() if x and not x.startswith("#") and not re.match(r"^[A-Z]+=", x)]
+        assert len(jobs) == 1
+        command = jobs[0].split(None, 6)[6].split(">>")[0].strip()
+        assert command.startswith("/usr/bin/lockf -k -t 0 ")
+        assert host.run(command).rc == 0
