@@ -102,6 +102,23 @@ build: $(STAMP)
 	  grep -q "$$(realpath "$$root")" "$(BUILD_DIR)/doc-$$m.txt" || { echo "build: $$m was not documented from the artifact" >&2; exit 1; }; \
 	done
 
+# The stand-in FreeBSD host (tests/standin; needs root): its own tests, the
+# Molecule scenario that converges site.yml on it, and the demo.
+#   make standin-test   pytest tests/standin (doubles, processes, leak-free down)
+#   make molecule       molecule test -s default (converge, idempotence, verify)
+#   make demo           site.yml with the example inventory on a stand-in "demo", then the fleet
+.PHONY: standin-test molecule demo
+standin-test: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider tests/standin $(PYTEST_ARGS)
+
+molecule: $(STAMP)
+	$(BIN)/molecule test -s default
+
+demo: $(STAMP)
+	$(BIN)/python tests/standin/demo.py
+
+test: standin-test molecule
+
 test: lint sanity unit build integration
 
 clean:
