@@ -66,9 +66,11 @@ def main():
             continue
         print(f"\nHost {host} -> stand-in '{NAME}' ({state['root']}), release {plan['release']}, "
               f"bridge {plan['bridge']}, uplink {plan['ext_if']}")
-        print(f"  warden_net {', '.join(plan['warden_net'])}; gateways on {plan['bridge']}: {', '.join(plan['gateways'])}")
+        print(f"  warden_net {', '.join(plan['warden_net'])}; "
+              f"gateways on {plan['bridge']}: {', '.join(plan['gateways'])}")
         for name, a in plan["agents"].items():
-            print(f"\n  agent {name} ({a['assistant_name']}), state {a['state']}, subnet {a['cidr']}, gateway {a['gateway']}")
+            print(f"\n  agent {name} ({a['assistant_name']}), state {a['state']}, "
+                  f"subnet {a['cidr']}, gateway {a['gateway']}")
             for j in a["jails"]:
                 on_host = state["jails"].get(j["name"])
                 now = f"{on_host['state']}, gateway {on_host['gateway']}" if on_host else "not on the host"
@@ -88,6 +90,9 @@ def main():
         print(f"\n  on the stand-in now: warden0 {'addresses ' + ', '.join(w0['inet']) if w0 else 'absent'}; "
               f"PF anchors {sorted(state['pf']['anchors']) or 'none'}; jails {sorted(state['jails']) or 'none'}; "
               f"users {sorted(state['users']) or 'none'}; packages {', '.join(sorted(state['packages']))}")
+        tool = os.path.join(state["root"], "usr/local/bin/warden")
+        print(f"  host command /usr/local/bin/warden {'installed' if os.path.exists(tool) else 'absent'}; "
+              f"cron.d {', '.join(sorted(state['cron_d'])) or 'none'}")
     print()
     print(BANNER)
     print(f"Inspect: tests/standin/standin state {NAME}    Remove: tests/standin/standin down {NAME}")
