@@ -9,7 +9,10 @@ same run and on the same tree:
   unchanged_vs_full    re-run with nothing changed / the full backup
   restore_vs_zstd_tar  restore of every agent / `zstd -d -c | tar -xf -` of the baseline archive
 
-Usage: python bench/backup.py [--agents 20] [--size-mb 300] [--dir DIR] [--keep]
+Usage: python bench/backup.py [--agents 20] [--size-mb 300] [--reps 3] [--dir DIR] [--keep]
+
+Each figure is the median of --reps repetitions; a baseline and the measured
+run alternate, so both see the same warm page cache and the same machine load.
 
 The restores run with the agents' rc.d service left out of the plan: the
 benchmark measures the data path and never calls service(8) on this machine.
@@ -23,6 +26,7 @@ import os
 import pathlib
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,6 +95,15 @@ def timed(fn):
     return time.perf_counter() - start
 
 
+def median_pairs(reps, first, second):
+    """Run first() and second() alternately reps times; return their median timings."""
+    a, b = [], []
+    for _ in range(reps):
+        a.append(first())
+        b.append(second())
+    return statistics.median(a), statistics.median(b)
+
+
 def sh(cmd):
     subprocess.run(cmd, shell=True, check=True)
 
@@ -99,6 +112,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", type=int, default=20)
     parser.add_argument("--size-mb", type=int, default=300, help="total size of the workspaces (default 300)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions per measurement, median taken (default 3)")
     parser.add_argument("--dir", help="work directory (default: a temporary directory, removed afterwards)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
@@ -148,12 +162,14 @@ def run(work, args):
         sh(f"tar -C {root} -cf - agents | zstd -3 -T0 -q -f -o {baseline_archive}")
 
     def full():
-        shutil.rmtree(work / "backups", ignore_errors=True)
+        shutil.rmtree(work / "backups", ignore_errors=True)  # outside the timing
+        start = time.perf_counter()
         res = backup.backup_fleet(plan)
+        elapsed = time.perf_counter() - start
         assert len(res["created"]) == args.agents, res["summary"]
+        return elapsed
 
-    t_base = min(timed(baseline) for _ in range(2))
-    t_full = min(timed(full) for _ in range(2))
+    t_base, t_full = median_pairs(args.reps, lambda: timed(baseline), full)
     print(f"tar | zstd -3 -T0: {t_base:.2f}s ({baseline_archive.stat().st_size / 1e6:.1f} MB)")
     ours = sum(p.stat().st_size for p in (work / "backups").rglob("*.tar.zst"))
     print(f"full backup:       {t_full:.2f}s ({ours / 1e6:.1f} MB in {args.agents} archives + manifests)")
@@ -162,7 +178,7 @@ def run(work, args):
         res = backup.backup_fleet(plan)
         assert res["created"] == [] and not res["failed_agents"], res["summary"]
 
-    t_unchanged = min(timed(unchanged) for _ in range(3))
+    t_unchanged = statistics.median(timed(unchanged) for _ in range(max(3, args.reps)))
     print(f"unchanged re-run:  {t_unchanged:.3f}s")
 
     extract = work / "extract"
@@ -178,8 +194,7 @@ def run(work, args):
         return timed(lambda: [backup.restore_agent(plan, name, start_service="never") for name in plan["agents"]])
 
     # cleanup (deleting the previous copy) is outside the timings
-    t_base_restore = min(baseline_restore() for _ in range(2))
-    t_restore = min(restore_all() for _ in range(2))
+    t_base_restore, t_restore = median_pairs(args.reps, baseline_restore, restore_all)
     print(f"zstd -d | tar -x:  {t_base_restore:.2f}s")
     print(f"restore (verify archive + every file, swap, sync): {t_restore:.2f}s")
     print(f"full_vs_tar_zstd={t_full / t_base:.2f}")
