@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """make demo: run site.yml with the example inventory against a stand-in host.
 
 Brings up the stand-in FreeBSD host "demo" (a Linux chroot with doubles of

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """standin: the stand-in FreeBSD host for tests and the demo.
 
   standin up NAME [--ext-if IF] [--ext-addr A/N] [--gateway GW] [--release R] [--hostname H]
@@ -52,7 +51,7 @@ def main(argv):
         if a.cmd in ("run", "exec"):
             rest = a.argv[1:] if a.argv[:1] == ["--"] else a.argv
             if not rest:
-                parser.error("%s needs a command after --" % a.cmd)
+                parser.error(f"{a.cmd} needs a command after --")
             if a.cmd == "run":
                 return H.run(a.name, rest)
             return H.exec_in(a.name, rest).returncode
@@ -71,10 +70,10 @@ def main(argv):
         if a.cmd == "list":
             base = H.base_dir()
             for n in sorted(os.listdir(base)) if os.path.isdir(base) else []:
-                print("%s\t%s" % (n, "up" if H.is_up(n) else "broken"))
+                print(f"{n}\t{'up' if H.is_up(n) else 'broken'}")
             return 0
     except H.StandinError as exc:
-        sys.stderr.write("standin: %s\n" % exc)
+        sys.stderr.write(f"standin: {exc}\n")
         return 1
     return 2
 

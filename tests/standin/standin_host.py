@@ -191,9 +191,8 @@ def up(name, ext_if="vtnet0", ext_addr="192.0.2.10/24", gateway="192.0.2.1",
         root = p["root"]
         os.makedirs(os.path.join(root, "usr"))
         _run(["mount", "-t", "overlay", "standin-usr", "-o",
-              "lowerdir={}:/usr,upperdir={},workdir={}".format(os.path.join(p["layer"], "usr"),
-                                                          os.path.join(p["upper"], "usr"),
-                                                          os.path.join(p["work"], "usr")),
+              "lowerdir={}:/usr,upperdir={},workdir={}".format(
+                  os.path.join(p["layer"], "usr"), os.path.join(p["upper"], "usr"), os.path.join(p["work"], "usr")),
               os.path.join(root, "usr")])
         for link in ("bin", "sbin", "lib", "lib64"):
             os.symlink("usr/" + link, os.path.join(root, link))

@@ -266,7 +266,7 @@ def cmd_create(conf, args):
     else:
         lines += [f"  interface = {iface};" if iface else "", f"  ip4.addr = {ip};", "  ip6 = disable;"]
     lines.append("}")
-    atomic_write(p["conf"], "\n".join(x for x in lines if True) + "\n")
+    atomic_write(p["conf"], "\n".join(lines) + "\n")
     atomic_write(p["settings"], 'boot="{}"\ndepend=""\npriority="{}"\n'.format(o["boot"], o["p"]))
     os.makedirs(conf["bastille_logsdir"], exist_ok=True)
     rc_files = [p["rc"]]
@@ -279,8 +279,8 @@ def cmd_create(conf, args):
         rcconf.set_value(rc_files, "defaultrouter", gateway or "NO")
     if conf.get("bastille_zfs_enable", "").upper() == "YES" and conf.get("bastille_zfs_zpool"):
         with kernel(write=True) as k:
-            k["zfs"]["datasets"]["{}/{}/jails/{}".format(conf["bastille_zfs_zpool"], conf["bastille_zfs_prefix"]
-                                                     or "bastille", name)] = p["base"]
+            prefix = conf["bastille_zfs_prefix"] or "bastille"
+            k["zfs"]["datasets"][f"{conf['bastille_zfs_zpool']}/{prefix}/jails/{name}"] = p["base"]
     return start_one(conf, name)
 
 
@@ -443,7 +443,7 @@ def _row(conf, name):
         ipm = re.search(r"inet ([0-9.]+)", ipline)
         ip = ipm.group(1) if ipm else "-"
     else:
-        ip = str(props.get("ip4.addr", "-")).split("/")[0]
+        ip = str(props.get("ip4.addr", "-")).split("/", maxsplit=1)[0]
     thin = os.path.getsize(p["fstab"]) > 0 if os.path.isfile(p["fstab"]) else False
     return {"JID": str(j["jid"]) if running else "-", "Name": name, "Boot": settings["boot"] or "on",
             "Prio": settings["priority"] or "99", "State": "Up" if running else "Down",
@@ -468,8 +468,9 @@ def cmd_list(conf, args):
             for n in all_jails(conf):
                 out(n)
         return 0
-    if len(rest) > 1 or (rest and rest[0] in ("all", "ip", "path", "state", "type", "release", "template",
-                                            "log", "limit", "import", "export", "backup", "priority")):
+    other_lists = ("all", "ip", "path", "state", "type", "release", "template", "log", "limit", "import",
+                   "export", "backup", "priority")
+    if len(rest) > 1 or (rest and rest[0] in other_lists):
         not_implemented("bastille", ["list"] + list(args))
     names = all_jails(conf) if not rest else resolve(conf, rest[0], single=True)
     rows = [_row(conf, n) for n in names]

@@ -185,7 +185,7 @@ def ifconfig_main(args):
                         if pending_inet not in i["inet"]:
                             i["inet"].append(pending_inet)
                     else:
-                        match = [a for a in i["inet"] if a.split("/")[0] == pending_inet.split("/")[0]]
+                        match = [a for a in i["inet"] if a.split("/")[0] == pending_inet.split("/", maxsplit=1)[0]]
                         if not match:
                             err("ifconfig: ioctl (SIOCDIFADDR): Can't assign requested address")
                             return 1

@@ -123,8 +123,8 @@ def _expand(stmt, macros, path, no):
 
 
 def _word_ok(w, interfaces):
-    if w.startswith('"') or w.startswith("<") or w in ("{", "}", "(", ")", ",", "!", "->", "=", "-",
-                                                         "<>", "><", ":", "/"):
+    punctuation = ("{", "}", "(", ")", ",", "!", "->", "=", "-", "<>", "><", ":", "/")
+    if w.startswith('"') or w.startswith("<") or w in punctuation:
         return True
     if w in KEYWORDS or w in interfaces or NUM_RE.match(w):
         return True

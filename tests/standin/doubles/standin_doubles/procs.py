@@ -187,7 +187,7 @@ def lockf_main(args):
         except OSError:
             err(f"lockf: {rest[1]}: No such file or directory")
             os._exit(71)
-    _, status = os.waitpid(pid, 0)
+    status = os.waitpid(pid, 0)[1]
     if "-k" not in o:
         with contextlib.suppress(OSError):
             os.unlink(path)
