@@ -8,7 +8,7 @@
 #   make bench-backup backup benchmark (BENCH_ARGS="--size-mb 60" for a quick run)
 #   make plan     render the example inventory's plan (playbooks/validate.yml)
 #   make build    build the collection and check ansible-doc renders every module from the artifact
-#   make test     everything CI runs
+#   make test     everything CI runs (lint sanity unit build integration standin-test molecule)
 #   make clean    remove build and test output (keeps .venv; `make distclean` removes it too)
 
 SHELL := /bin/bash
@@ -117,9 +117,8 @@ molecule: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python tests/standin/demo.py
 
-test: standin-test molecule
-
-test: lint sanity unit build integration
+# Fast checks first; the stand-in and Molecule last.
+test: lint sanity unit build integration standin-test molecule
 
 clean:
 	rm -rf "$(BUILD_DIR)" tests/output .pytest_cache .ruff_cache .cache

@@ -124,7 +124,7 @@ def populate(workspace, state=None, seed="a"):
         (st / "agent.pid").write_text("123\n")
 
 
-EXCLUDED = {".cache", "agent.lock", "web/node_modules/.cache"}
+EXCLUDED = frozenset({".cache", "agent.lock", "web/node_modules/.cache"})
 
 
 def tree(root, excluded=EXCLUDED):

@@ -65,7 +65,9 @@ def postgres():
         yield {"host": str(sock), "port": port, "bin": str(PG_BIN)}
     finally:
         subprocess.run(
-            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
+            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
+            check=False,
         )
         shutil.rmtree(base, ignore_errors=True)
 
@@ -74,7 +76,7 @@ def postgres():
 def make_fleet(tmp_path, monkeypatch):
     def make(*names, db=(), backup=None, pg=None, jails_up=()):
         fleet = Fleet(tmp_path, agents_spec(*names, db=db), backup=backup)
-        monkeypatch.setenv("PATH", f"{DOUBLES}{os.pathsep}{os.environ['PATH']}")
+        monkeypatch.setenv("PATH", os.pathsep.join([str(DOUBLES), os.path.dirname(sys.executable), os.environ["PATH"]]))
         monkeypatch.setenv("WARDEN_TEST_CALLS", str(fleet.calls))
         monkeypatch.setenv("WARDEN_TEST_RUN", str(fleet.run_dir))
         monkeypatch.setenv(

@@ -49,7 +49,7 @@ def stand_in(tmp_path):
         ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_FORCE_COLOR="0",
-        PATH=f"{DOUBLES}{os.pathsep}{os.environ['PATH']}",
+        PATH=os.pathsep.join([str(DOUBLES), os.path.dirname(sys.executable), os.environ["PATH"]]),
         WARDEN_TEST_SERVICES="atlas,hermes",
         WARDEN_TEST_RUN=str(tmp_path / "run"),
         WARDEN_TEST_CALLS=str(tmp_path / "calls.log"),
@@ -101,7 +101,8 @@ def test_backup_list_restore_playbooks(stand_in):
     flat = " ".join(result.stdout.split())
     assert "AGENT STATE WORKSPACE SIZE MODIFIED BACKUP AGE BACKUP SIZE VERIFIED SERVICE JAILS" in flat
     for agent, jails in (("atlas", "1/1 up"), ("hermes", "0/1 up")):
-        row = flat[flat.index(f"- {agent} present {ws(tmp, agent)}") :].split(" - ")[0].split(" PLAY ")[0]
+        row = flat[flat.index(f"- {agent} present {ws(tmp, agent)}") :].split(" - ", maxsplit=1)[0]
+        row = row.split(" PLAY ", maxsplit=1)[0]
         assert row.endswith(f"yes stopped {jails}"), row
         assert " ago " in row and "never" not in row
     listing = json.loads(out.read_text())
@@ -220,11 +221,19 @@ def test_backup_schedule_role_installs_cron_and_the_host_command(stand_in, tmp_p
     command = prefix / "bin" / "warden"
     assert command.read_text().splitlines()[0] == f"#!{sys.executable}"
     # the installed command works from the plan the role wrote
-    env = dict(os.environ, PATH=f"{DOUBLES}{os.pathsep}{os.environ['PATH']}", WARDEN_TEST_JAILS_UP="")
-    out = subprocess.run([str(command), "--plan", str(plan_file), "backup"], capture_output=True, text=True, env=env)
+    env = dict(
+        os.environ,
+        PATH=os.pathsep.join([str(DOUBLES), os.path.dirname(sys.executable), os.environ["PATH"]]),
+        WARDEN_TEST_JAILS_UP="",
+    )
+    out = subprocess.run(
+        [str(command), "--plan", str(plan_file), "backup"], capture_output=True, text=True, env=env, check=False
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == f"warden backup {HOST}: 2 created; pruned 0"
-    out = subprocess.run([str(command), "--plan", str(plan_file), "list"], capture_output=True, text=True, env=env)
+    out = subprocess.run(
+        [str(command), "--plan", str(plan_file), "list"], capture_output=True, text=True, env=env, check=False
+    )
     assert out.returncode == 0 and "atlas" in out.stdout and "hermes" in out.stdout
     # idempotent
     result = stand_in(playbook)
