@@ -48,6 +48,7 @@ EXTENSIONS = {"zstd": ".tar.zst", "xz": ".tar.xz", "gzip": ".tar.gz"}
 EXT_TO_COMPRESSION = dict((v, k) for k, v in EXTENSIONS.items())
 MANIFEST_SUFFIX = ".manifest.json"
 INDEX_NAME = ".index.json"
+SUMMARY_NAME = ".summary.json"
 LOCK_NAME = ".lock"
 PARTIAL_SUFFIX = ".partial"
 SECTIONS = ("workspace", "state")
@@ -261,7 +262,10 @@ def orphan_workspaces(plan):
 
 
 def compile_excludes(patterns):
-    rules = []
+    """Exclude patterns as regular expressions: {is_dir: (base name regex,
+    relative path regex)}, either None when no pattern applies."""
+    base = {False: [], True: []}
+    path = {False: [], True: []}
     for pattern in list(patterns or []) + list(BUILTIN_EXCLUDES):
         if not pattern:
             continue
@@ -269,34 +273,33 @@ def compile_excludes(patterns):
         pat = pattern.rstrip("/")
         anchored = pat.startswith("/")
         pat = pat.lstrip("/")
-        rules.append((pat, dir_only, anchored, "/" in pat))
-    return rules
+        if anchored:
+            target, regex = path, fnmatch.translate(pat)
+        elif "/" in pat:
+            # a path suffix starting at a component boundary
+            target, regex = path, "(?s:.*/)?" + fnmatch.translate(pat)
+        else:
+            target, regex = base, fnmatch.translate(pat)
+        for is_dir in (True,) if dir_only else (False, True):
+            target[is_dir].append(regex)
+
+    def combined(regexes):
+        return re.compile("|".join(f"(?:{r})" for r in regexes)).match if regexes else None
+
+    return dict((k, (combined(base[k]), combined(path[k]))) for k in (False, True))
 
 
-def is_excluded(relpath, is_dir, rules):
-    """relpath is relative to the source root ("a/b.md").
+def is_excluded(relpath, is_dir, rules, name=None):
+    """relpath is relative to the source root ("a/b.md"); name, if given, its base name.
 
     "name" or "*.lock" matches a base name at any depth; "a/b/" matches that
     path suffix at any depth; "/a" is anchored at the root; a trailing "/"
     restricts a pattern to directories.
     """
-    base = relpath.rsplit("/", 1)[-1]
-    parts = None
-    for pat, dir_only, anchored, has_slash in rules:
-        if dir_only and not is_dir:
-            continue
-        if anchored:
-            if fnmatch.fnmatchcase(relpath, pat):
-                return True
-        elif has_slash:
-            if parts is None:
-                parts = relpath.split("/")
-            for i in range(len(parts)):
-                if fnmatch.fnmatchcase("/".join(parts[i:]), pat):
-                    return True
-        elif fnmatch.fnmatchcase(base, pat):
-            return True
-    return False
+    base_match, path_match = rules[bool(is_dir)]
+    if base_match is not None and base_match(name if name is not None else relpath.rsplit("/", 1)[-1]):
+        return True
+    return path_match is not None and path_match(relpath) is not None
 
 
 class Entry:
@@ -317,7 +320,9 @@ def _entry(path, src, st, kind, target=None):
 
 
 def scan_tree(root, prefix, rules, skipped=None):
-    """Stat-only walk of root; returns entries (dirs, files, symlinks) in archive order."""
+    """Stat-only walk of root; returns entries (dirs, files, symlinks) in
+    archive order: depth first, names sorted, a directory before its contents
+    (the order of sorting the paths by their components)."""
     entries = []
     try:
         st = os.lstat(root)
@@ -328,44 +333,43 @@ def scan_tree(root, prefix, rules, skipped=None):
     if not stat.S_ISDIR(st.st_mode):
         raise BackupError(f"{root} is not a directory")
     entries.append(_entry(prefix, root, st, "d"))
-    stack = [(root, "")]
-    while stack:
-        directory, rel = stack.pop()
-        try:
-            with os.scandir(directory) as it:
-                items = sorted(it, key=lambda d: d.name)
-        except OSError as exc:
-            raise BackupError(f"cannot read {directory}: {exc}") from exc
-        subdirs = []
-        for item in items:
-            relpath = rel + item.name if not rel else rel + "/" + item.name
-            st = item.stat(follow_symlinks=False)
-            mode = st.st_mode
-            if stat.S_ISDIR(mode):
-                if is_excluded(relpath, True, rules):
-                    continue
-                entries.append(_entry(prefix + "/" + relpath, item.path, st, "d"))
-                subdirs.append((item.path, relpath))
-            elif is_excluded(relpath, False, rules):
-                continue
-            elif stat.S_ISREG(mode):
-                entries.append(_entry(prefix + "/" + relpath, item.path, st, "f"))
-            elif stat.S_ISLNK(mode):
-                entries.append(_entry(prefix + "/" + relpath, item.path, st, "l", os.readlink(item.path)))
-            elif skipped is not None:
-                skipped.append(prefix + "/" + relpath)
-        # depth first, in name order
-        for sub in reversed(subdirs):
-            stack.append(sub)
-    entries.sort(key=lambda e: e.path.split("/"))
+    _scan_dir(root, "", prefix + "/", rules, entries, skipped)
     return entries
+
+
+def _scan_dir(directory, rel, prefix, rules, entries, skipped):
+    try:
+        with os.scandir(directory) as it:
+            items = sorted(it, key=lambda d: d.name)
+    except OSError as exc:
+        raise BackupError(f"cannot read {directory}: {exc}") from exc
+    file_base, file_path = rules[False]
+    for item in items:
+        name = item.name
+        relpath = rel + "/" + name if rel else name
+        st = item.stat(follow_symlinks=False)
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            if is_excluded(relpath, True, rules, name):
+                continue
+            entries.append(_entry(prefix + relpath, item.path, st, "d"))
+            _scan_dir(item.path, relpath, prefix, rules, entries, skipped)
+            continue
+        if (file_base is not None and file_base(name)) or (file_path is not None and file_path(relpath)):
+            continue
+        if stat.S_ISREG(mode):
+            entries.append(_entry(prefix + relpath, item.path, st, "f"))
+        elif stat.S_ISLNK(mode):
+            entries.append(_entry(prefix + relpath, item.path, st, "l", os.readlink(item.path)))
+        elif skipped is not None:
+            skipped.append(prefix + relpath)
 
 
 def tree_stats(root):
     """Size (bytes of regular files), file count and newest mtime of a tree, without excludes."""
     total, count, newest = 0, 0, None
     try:
-        entries = scan_tree(root, "x", [])
+        entries = scan_tree(root, "x", {False: (None, None), True: (None, None)})
     except (OSError, BackupError):
         return None
     for e in entries:
@@ -1196,9 +1200,9 @@ def stale_leftovers(agent_dir, agent):
 # backup
 
 
-def _load_index(agent_dir):
+def _load_index(agent_dir, name=INDEX_NAME):
     try:
-        with open(os.path.join(agent_dir, INDEX_NAME), "rb") as handle:
+        with open(os.path.join(agent_dir, name), "rb") as handle:
             data = json.loads(handle.read().decode("utf-8"))
         if isinstance(data, dict) and data.get("format") == FORMAT:
             return data
@@ -1211,14 +1215,32 @@ def _file_line(e):
     return f"{e.kind}\0{e.path}\0{e.size}\0{e.mode:o}\0{e.sha256 or ''}\0{e.target or ''}\n"
 
 
+def _extra_lines(dbs, soul, env_key):
+    lines = ["db\0{}\0{}\0{}\n".format(db["key"], db["name"], db["content_sha256"]) for db in dbs]
+    lines.append("soul\0%s\n" % (soul or ""))
+    lines.append(f"env\0{json.dumps(env_key)}\n")
+    return "".join(lines).encode("utf-8")
+
+
 def content_digest(entries, dbs, soul, env_key):
     digest = hashlib.sha256()
-    for e in entries:
-        digest.update(_file_line(e).encode("utf-8", "surrogateescape"))
-    for db in dbs:
-        digest.update(("db\0{}\0{}\0{}\n".format(db["key"], db["name"], db["content_sha256"])).encode("utf-8"))
-    digest.update(("soul\0%s\n" % (soul or "")).encode("utf-8"))
-    digest.update((f"env\0{json.dumps(env_key)}\n").encode())
+    digest.update("".join(_file_line(e) for e in entries).encode("utf-8", "surrogateescape"))
+    digest.update(_extra_lines(dbs, soul, env_key))
+    return digest.hexdigest()
+
+
+def stat_digest(entries, dbs, soul, env_key):
+    """Digest of everything the unchanged check compares: every entry's path
+    and stat key (kind, size, mode, mtime, ctime, inode, link target), the
+    database content checksums, the soul commit and the env file's stat."""
+    digest = hashlib.sha256()
+    digest.update(
+        "".join(
+            f"{e.kind}\0{e.path}\0{e.size}\0{e.mode}\0{e.mtime_ns}\0{e.ctime_ns}\0{e.ino}\0{e.target or ''}\n"
+            for e in entries
+        ).encode("utf-8", "surrogateescape")
+    )
+    digest.update(_extra_lines(dbs, soul, env_key))
     return digest.hexdigest()
 
 
@@ -1308,6 +1330,14 @@ class AgentBackup:
             return False
         return content_digest(entries, dbs, soul, env_key) == index.get("digest")
 
+    def unchanged_by_summary(self, summary, tree):
+        """The last good archive when the summary of the run that made (or
+        confirmed) it has this stat digest: nothing changed, and the per-file
+        index need not be read."""
+        if not summary or not tree or summary.get("tree") != tree:
+            return None
+        return self.last_good(summary)
+
     def last_good(self, index):
         if not index or not index.get("archive"):
             return None
@@ -1349,7 +1379,6 @@ class AgentBackup:
 
     def _run_check(self, start):
         res = self.result
-        index = _load_index(self.agent_dir)
         soul = soul_commit((self.agent.get("paths") or {}).get("soul"))
         dbs = self.databases(None)
         entries, _skipped = self.sources()
@@ -1357,9 +1386,16 @@ class AgentBackup:
         res["databases"] = [{"key": d["key"], "name": d["name"], "content_sha256": d["content_sha256"]} for d in dbs]
         res["files"] = sum(1 for e in entries if e.kind == "f")
         res["size"] = sum(e.size for e in entries)
-        if self.last_good(index) and self.unchanged_by_stat(entries, index, dbs, soul, env_key):
+        previous = self.unchanged_by_summary(
+            _load_index(self.agent_dir, SUMMARY_NAME), stat_digest(entries, dbs, soul, env_key)
+        )
+        if not previous:
+            index = _load_index(self.agent_dir)
+            if self.last_good(index) and self.unchanged_by_stat(entries, index, dbs, soul, env_key):
+                previous = self.last_good(index)
+        if previous:
             res["status"] = "unchanged"
-            res["archive"] = os.path.join(self.agent_dir, index["archive"])
+            res["archive"] = previous
             planned_new = None
         else:
             res["status"] = "would_create"
@@ -1373,7 +1409,7 @@ class AgentBackup:
 
     def _run_locked(self):
         res = self.result
-        index = _load_index(self.agent_dir)
+        summary = _load_index(self.agent_dir, SUMMARY_NAME)
         soul = soul_commit((self.agent.get("paths") or {}).get("soul"))
         env_key = self.env_key()
         # scratch space for database dumps and the encrypted env file only
@@ -1389,8 +1425,21 @@ class AgentBackup:
                 for d in dbs
             ]
             entries, skipped = self.sources()
+            tree = stat_digest(entries, dbs, soul, env_key)
+            previous = self.unchanged_by_summary(summary, tree)
+            if previous:
+                # the common case: the stat digest alone, no per-file index
+                res.update(
+                    status="unchanged",
+                    archive=previous,
+                    manifest=manifest_path(previous),
+                    files=sum(1 for e in entries if e.kind == "f"),
+                )
+                return
+            index = _load_index(self.agent_dir)
             previous = self.last_good(index)
             if previous and self.unchanged_by_stat(entries, index, dbs, soul, env_key):
+                self._write_index(index["archive"], index["digest"], entries, env_key, tree)
                 res.update(
                     status="unchanged",
                     archive=previous,
@@ -1418,6 +1467,7 @@ class AgentBackup:
                         snapshot_names.append(snap)
             if snapshot_names:
                 entries, skipped = self.sources(roots)
+                tree = stat_digest(entries, dbs, soul, env_key)
             res["consistency"] = "zfs-snapshot" if snapshot_names else "best-effort"
             partial = os.path.join(self.agent_dir, "." + name + PARTIAL_SUFFIX)
             writer = ArchiveWriter(partial, compression)
@@ -1444,7 +1494,7 @@ class AgentBackup:
                 # touched but identical: not a new backup
                 writer.abort()
                 writer = None
-                self._write_index(index["archive"], digest, entries, env_key)
+                self._write_index(index["archive"], digest, entries, env_key, tree)
                 res.update(
                     status="unchanged",
                     archive=previous,
@@ -1496,7 +1546,7 @@ class AgentBackup:
                 "files": [_manifest_entry(e) for e in entries],
             }
             atomic_write(manifest_path(final), json.dumps(manifest, sort_keys=True).encode("utf-8"))
-            self._write_index(name, digest, entries, env_key)
+            self._write_index(name, digest, entries, env_key, tree)
             res.update(
                 status="created",
                 archive=final,
@@ -1513,7 +1563,11 @@ class AgentBackup:
             if workdir:
                 shutil.rmtree(workdir, ignore_errors=True)
 
-    def _write_index(self, archive, digest, entries, env_key):
+    def _write_index(self, archive, digest, entries, env_key, tree):
+        """The per-file index (stat key and sha256 of every file) and the
+        summary (the stat digest of the whole source) for `archive`, whose
+        content digest is `digest`. Both are caches: losing them only means
+        the next run reads every file again."""
         data = {
             "format": FORMAT,
             "archive": archive,
@@ -1521,9 +1575,10 @@ class AgentBackup:
             "env": env_key,
             "files": dict((e.path, [e.key(), e.sha256]) for e in entries),
         }
-        # a cache: losing it only means the next run reads every file again
         index = json.dumps(data, separators=(",", ":")).encode("utf-8")
         atomic_write(os.path.join(self.agent_dir, INDEX_NAME), index, durable=False)
+        summary = {"format": FORMAT, "archive": archive, "digest": digest, "tree": tree}
+        atomic_write(os.path.join(self.agent_dir, SUMMARY_NAME), json.dumps(summary).encode("utf-8"), durable=False)
 
     def _retention_plan(self, extra=None):
         archives = [(a["name"], a["time"]) for a in good_archives(self.agent_dir, self.name)]
