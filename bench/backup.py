@@ -47,7 +47,7 @@ WORDS = ("agent", "memory", "skill", "soul", "workspace", "note", "task", "user"
 def text(rng, size):
     out, n = [], 0
     while n < size:
-        line = " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 16))) + "\n"
+        line = " ".join(rng.choice(WORDS) for _word in range(rng.randint(6, 16))) + "\n"
         out.append(line)
         n += len(line)
     return "".join(out)[:size]
@@ -98,7 +98,7 @@ def timed(fn):
 def median_pairs(reps, first, second):
     """Run first() and second() alternately reps times; return their median timings."""
     a, b = [], []
-    for _ in range(reps):
+    for _rep in range(reps):
         a.append(first())
         b.append(second())
     return statistics.median(a), statistics.median(b)
@@ -151,7 +151,7 @@ def run(work, args):
         agent["service"] = {}
 
     t = timed(lambda: generate(agents_dir, args.agents, args.size_mb))
-    files = sum(len(f) for _, _, f in os.walk(agents_dir))
+    files = sum(len(names) for _dir, _subdirs, names in os.walk(agents_dir))
     size = sum(p.stat().st_size for p in agents_dir.rglob("*") if p.is_file())
     print(f"generated {args.agents} agents, {files} files, {size / 1e6:.1f} MB in {t:.1f}s under {work}")
     sh(f"tar -C {root} -cf - agents | cat > /dev/null")  # same warm page cache for everyone
@@ -178,7 +178,7 @@ def run(work, args):
         res = backup.backup_fleet(plan)
         assert res["created"] == [] and not res["failed_agents"], res["summary"]
 
-    t_unchanged = statistics.median(timed(unchanged) for _ in range(max(3, args.reps)))
+    t_unchanged = statistics.median(timed(unchanged) for _rep in range(max(3, args.reps)))
     print(f"unchanged re-run:  {t_unchanged:.3f}s")
 
     extract = work / "extract"
