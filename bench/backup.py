@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Benchmark of the workspace backup (not a test; `make bench-backup`).
 
 Generates realistic agent workspaces (many small markdown files, some JSON
