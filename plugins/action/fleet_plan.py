@@ -8,8 +8,11 @@ and, when they were gathered, its network facts.
 
 from __future__ import annotations
 
+import functools
+import glob
 import os
 
+import yaml
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.warden.fleet.plugins.module_utils.fleet_model import (
@@ -19,13 +22,48 @@ from ansible_collections.warden.fleet.plugins.module_utils.fleet_model import (
 )
 
 ROLES_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "roles")
+SET_FACT = ("set_fact", "ansible.builtin.set_fact")
+NESTED = ("block", "rescue", "always")
 
 
-def _role_names():
+def _load(path):
     try:
-        return sorted(entry for entry in os.listdir(ROLES_DIR) if os.path.isdir(os.path.join(ROLES_DIR, entry)))
-    except OSError:
-        return []
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _task_variables(tasks):
+    """Names a task list registers or sets as facts, blocks included."""
+    for task in tasks if isinstance(tasks, list) else []:
+        if not isinstance(task, dict):
+            continue
+        if isinstance(task.get("register"), str):
+            yield task["register"]
+        for action in SET_FACT:
+            if isinstance(task.get(action), dict):
+                yield from (key for key in task[action] if key != "cacheable")
+        for section in NESTED:
+            yield from _task_variables(task.get(section))
+
+
+@functools.lru_cache(maxsize=1)
+def role_variables():
+    """Every variable the collection's roles define: documented options, defaults, registered results, facts.
+
+    Such variables in the inventory are deliberate, not typos.
+    """
+    names = set()
+    for spec_file in glob.glob(os.path.join(ROLES_DIR, "*", "meta", "argument_specs.yml")):
+        specs = (_load(spec_file) or {}).get("argument_specs") or {}
+        for entry in specs.values():
+            names.update((entry or {}).get("options") or {})
+    for defaults_file in glob.glob(os.path.join(ROLES_DIR, "*", "defaults", "main.yml")):
+        names.update(_load(defaults_file) or {})
+    for tasks_file in glob.glob(os.path.join(ROLES_DIR, "*", "tasks", "*.yml")):
+        names.update(_task_variables(_load(tasks_file)))
+    return frozenset(names)
 
 
 class ActionModule(ActionBase):
@@ -45,7 +83,7 @@ class ActionModule(ActionBase):
         bridge = hostvars.get("warden_bridge", "warden0")
         networks = host_networks_from_facts(facts, bridge)
 
-        plan, problems = build_plan(host, hostvars, networks, _role_names())
+        plan, problems = build_plan(host, hostvars, networks, role_variables())
         result.update(
             changed=False,
             plan={} if problems else plan,

@@ -643,12 +643,18 @@ def host_networks_from_facts(facts, bridge):
     return networks
 
 
-def _check_unknown_host_vars(check, hostvars, role_names):
-    known = set(HOST_KEYS) | set(RUNTIME_KEYS)
-    prefixes = tuple(f"warden_{role}_" for role in role_names)
+def _check_unknown_host_vars(check, hostvars, role_vars):
+    known = set(HOST_KEYS) | set(RUNTIME_KEYS) | set(role_vars)
+    nested = {"warden_backup": BACKUP_DEFAULTS, "warden_shared_llm": SHARED_LLM_KEYS}
     for key in hostvars:
-        if isinstance(key, str) and key.startswith("warden_") and key not in known and not key.startswith(prefixes):
-            check.add(None, key, "unknown host variable", f"{did_you_mean(key, HOST_KEYS)} Remove or rename it")
+        if not isinstance(key, str) or not key.startswith("warden_") or key in known:
+            continue
+        parent, sub = next(((p, key[len(p) + 1 :]) for p in nested if key.startswith(p + "_")), (None, None))
+        if parent and sub in nested[parent]:
+            fix = f"it is a key of {parent}: write {parent}: {{{sub}: ...}}"
+        else:
+            fix = f"{did_you_mean(key, known)} Remove or rename it"
+        check.add(None, key, "unknown host variable", fix)
 
 
 def _agent_plan(check, name, name_ok, raw, settings, backup):
@@ -728,17 +734,17 @@ def _agent_plan(check, name, name_ok, raw, settings, backup):
     return agent, net
 
 
-def build_plan(host, hostvars, host_networks=(), role_names=()):
+def build_plan(host, hostvars, host_networks=(), role_vars=()):
     """Validate one host's inventory and derive its plan.
 
     ``hostvars`` are the host's inventory variables (``warden_*``), ``host_networks``
     the host's own networks as returned by :func:`host_networks_from_facts`,
-    ``role_names`` the collection's roles (their ``warden_<role>_*`` variables
-    are not typos).  Returns ``(plan, problems)``; the plan is only complete
+    ``role_vars`` the variables of the collection's roles (documented options,
+    registered results and facts: not typos).  Returns ``(plan, problems)``; the plan is only complete
     when ``problems`` is empty.
     """
     check = _Checker(str(host))
-    _check_unknown_host_vars(check, hostvars, role_names)
+    _check_unknown_host_vars(check, hostvars, role_vars)
     settings = _host_settings(check, hostvars)
     backup = _backup_settings(check, hostvars.get("warden_backup"))
 
@@ -905,9 +911,9 @@ def _environment(agent):
     return env
 
 
-def plan_or_raise(host, hostvars, host_networks=(), role_names=()):
+def plan_or_raise(host, hostvars, host_networks=(), role_vars=()):
     """``build_plan`` for callers that want an exception instead of a problem list."""
-    plan, problems = build_plan(host, hostvars, host_networks, role_names)
+    plan, problems = build_plan(host, hostvars, host_networks, role_vars)
     if problems:
         raise InventoryError(problems)
     return plan

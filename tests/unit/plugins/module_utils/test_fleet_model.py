@@ -9,6 +9,7 @@ import pathlib
 import pytest
 import yaml
 
+from ansible_collections.warden.fleet.plugins.action.fleet_plan import role_variables
 from ansible_collections.warden.fleet.plugins.module_utils import fleet_model
 from ansible_collections.warden.fleet.plugins.module_utils.fleet_model import (
     InventoryError,
@@ -17,6 +18,7 @@ from ansible_collections.warden.fleet.plugins.module_utils.fleet_model import (
     plan_or_raise,
 )
 
+ROLE_VARS = role_variables()
 HERE = pathlib.Path(__file__).parent
 ROOT = HERE.parents[3]
 BAD_CASES = yaml.safe_load((HERE / "fleet_model_bad.yml").read_text())
@@ -45,7 +47,7 @@ def test_there_are_enough_distinct_bad_inventories():
 @pytest.mark.parametrize("case", BAD_CASES, ids=[c["id"] for c in BAD_CASES])
 def test_bad_inventory_names_agent_and_field(case):
     networks = [(iface, ipaddress.ip_network(net)) for iface, net in case.get("host_networks", [])]
-    problems = build_plan("bsd1", _hostvars(case), networks, role_names=["preflight"])[1]
+    problems = build_plan("bsd1", _hostvars(case), networks, role_vars=ROLE_VARS)[1]
 
     found = sorted(((p.agent, p.field) for p in problems), key=str)
     expected = sorted(((e["agent"], e["field"]) for e in case["expect"]), key=str)
@@ -86,7 +88,7 @@ def test_host_problems_come_before_agent_problems():
 
 
 def _example_plan():
-    plan, problems = build_plan("bsd1.example.net", EXAMPLE["bsd1.example.net"], role_names=["preflight"])
+    plan, problems = build_plan("bsd1.example.net", EXAMPLE["bsd1.example.net"], role_vars=ROLE_VARS)
     assert problems == []
     return plan
 
@@ -224,9 +226,15 @@ def test_absent_agents_leave_the_network_but_keep_their_names():
     assert [j["name"] for j in plan["agents"]["clawdie"]["jails"]] == ["clawdiegit", "clawdiecms", "clawdiedb"]
 
 
+def test_role_variables_come_from_the_roles_themselves():
+    assert {"warden_preflight_show_plan", "warden_backup_schedule_enabled", "warden_host_tools_prefix"} <= ROLE_VARS
+    assert "warden_preflight_result" in ROLE_VARS, "registered results count too"
+    assert not any(name in ROLE_VARS for name in fleet_model.HOST_KEYS)
+
+
 def test_role_variables_are_not_typos():
     hostvars = dict(EXAMPLE["bsd1.example.net"], warden_preflight_show_plan=True, warden_plan_out="/tmp/x")
-    problems = build_plan("h", hostvars, role_names=["preflight"])[1]
+    problems = build_plan("h", hostvars, role_vars=ROLE_VARS)[1]
     assert problems == []
 
 
