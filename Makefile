@@ -8,7 +8,8 @@
 #   make bench-backup backup benchmark (BENCH_ARGS="--size-mb 60" for a quick run)
 #   make plan     render the example inventory's plan (playbooks/validate.yml)
 #   make build    build the collection and check ansible-doc renders every module from the artifact
-#   make test     everything CI runs (lint sanity unit build integration standin-test molecule)
+#   make compat   unit tests and the example plan on Python 3.12 / ansible-core 2.21
+#   make test     everything CI runs (lint sanity unit build compat integration standin-test molecule)
 #   make clean    remove build and test output (keeps .venv; `make distclean` removes it too)
 
 SHELL := /bin/bash
@@ -117,8 +118,16 @@ molecule: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python tests/standin/demo.py
 
+# The unit tests and the example plan again on Python 3.12 with ansible-core
+# 2.21 (requirements.txt picks it there), in a venv of its own.
+PYTHON312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12 /usr/bin/python3.12 /usr/local/bin/python3.12))
+.PHONY: compat
+compat:
+	@if [ -z "$(PYTHON312)" ]; then echo "compat: no Python 3.12 on this machine; set PYTHON312=/path/to/python3.12" >&2; exit 1; fi
+	$(MAKE) VENV=.venv-3.12 PYTHON="$(PYTHON312)" unit plan
+
 # Fast checks first; the stand-in and Molecule last.
-test: lint sanity unit build integration standin-test molecule
+test: lint sanity unit build compat integration standin-test molecule
 
 clean:
 	rm -rf "$(BUILD_DIR)" tests/output .pytest_cache .ruff_cache .cache
