@@ -100,14 +100,14 @@ def freebsd_version_main(args):
 
 
 def _table():
-    from . import bastille, jails, net, pfctl, pkgpw, procs, service, sysrc
+    from . import bastille, jails, net, pfctl, pkgpw, procs, service, su, sysrc
     return {
         "sysrc": sysrc.main, "service": service.main, "ifconfig": net.ifconfig_main,
         "sysctl": net.sysctl_main, "route": net.route_main, "pfctl": pfctl.main,
         "jls": jails.jls_main, "jexec": jails.jexec_main, "pkg": pkgpw.pkg_main,
         "pw": pkgpw.pw_main, "chpass": pkgpw.chpass_main, "daemon": procs.daemon_main,
         "lockf": procs.lockf_main, "timeout": procs.timeout_main, "bastille": bastille.main,
-        "zfs": zfs_main, "zpool": zpool_main, "freebsd-version": freebsd_version_main,
+        "zfs": zfs_main, "zpool": zpool_main, "freebsd-version": freebsd_version_main, "su": su.main,
     }
 
 

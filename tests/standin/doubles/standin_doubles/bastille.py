@@ -31,6 +31,8 @@ from . import rcconf
 from .common import Exit, atomic_write, err, kernel, not_implemented, out
 
 CONF = "/usr/local/etc/bastille/bastille.conf"
+# files of FreeBSD's base.txz that rc.d scripts inside a jail need
+BASE_ETC = ("/etc/rc.subr", "/etc/defaults/rc.conf")
 NAME_OK = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -163,6 +165,11 @@ def cmd_bootstrap(conf, args):
     for path, (text, mode) in passwd_files().items():
         atomic_write(os.path.join(rel, path.lstrip("/")), text, mode)
     atomic_write(os.path.join(rel, "etc", "rc.conf"), "", 0o644)
+    # base.txz's /etc/rc.subr and /etc/defaults/rc.conf: the stand-in's own
+    for f in BASE_ETC:
+        if os.path.isfile(f):
+            os.makedirs(os.path.dirname(os.path.join(rel, f.lstrip("/"))), exist_ok=True)
+            shutil.copy2(f, os.path.join(rel, f.lstrip("/")))
     out("Bootstrapping FreeBSD distfiles...")
     out(f"Extracting FreeBSD {args[0]} base.txz.")
     out("Bootstrap successful.")
@@ -238,9 +245,11 @@ def cmd_create(conf, args):
     for d in ("etc", "usr/local", "var/run", "var/log", "var/db", "tmp", "root", "home", ".bastille"):
         os.makedirs(os.path.join(p["root"], d), exist_ok=True)
     os.chmod(os.path.join(p["root"], "tmp"), 0o1777)
-    for f in ("etc/passwd", "etc/master.passwd", "etc/group"):
+    # thin and thick jails get their own copy of the release's /etc (create.sh)
+    for f in ("etc/passwd", "etc/master.passwd", "etc/group") + tuple(x.lstrip("/") for x in BASE_ETC):
         src = os.path.join(rel, f)
         if os.path.isfile(src):
+            os.makedirs(os.path.dirname(os.path.join(p["root"], f)), exist_ok=True)
             shutil.copy2(src, os.path.join(p["root"], f))
     if os.path.isfile("/etc/resolv.conf"):
         shutil.copyfile("/etc/resolv.conf", os.path.join(p["root"], "etc", "resolv.conf"))

@@ -21,6 +21,7 @@ COMMANDS = {
     "/usr/bin/lockf": "lockf",
     "/usr/bin/timeout": "timeout",
     "/usr/bin/chpass": "chpass",
+    "/usr/bin/su": "su",
     "/usr/bin/freebsd-version": "freebsd-version",
 }
 

@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 
+from . import postgresql as pg
 from .common import atomic_write, err, getopt_strict, kernel, not_implemented, out
 
 DB = "/var/db/pkg/local.json"
@@ -66,10 +67,18 @@ CATALOGUE = {
     "py311-psycopg": ("3.2.9", "PostgreSQL database adapter for Python", {}),
     "pgvector": ("0.8.0", "Open-source vector similarity search for Postgres", {}),
 }
+# name -> packages installed with it (automatic), after the ports' RUN_DEPENDS
+DEPENDS = {}
+# name -> users (and their groups) the package creates, after ports/UIDs and ports/GIDs
+USERS = {}
 for _v in ("15", "16", "17", "18"):
-    CATALOGUE[f"postgresql{_v}-server"] = (f"{_v}.5", "PostgreSQL is the most advanced open-source database", {})
-    CATALOGUE[f"postgresql{_v}-client"] = (f"{_v}.5", "PostgreSQL database (client)", {})
+    # FreeBSD's layout as wrappers of the machine's PostgreSQL (standin_doubles/postgresql.py)
+    CATALOGUE[f"postgresql{_v}-server"] = (f"{_v}.5", "PostgreSQL is the most advanced open-source database",
+                                            pg.files(_v, "server"))
+    CATALOGUE[f"postgresql{_v}-client"] = (f"{_v}.5", "PostgreSQL database (client)", pg.files(_v, "client"))
     CATALOGUE[f"postgresql{_v}-contrib"] = (f"{_v}.5", "The contrib utilities from the PostgreSQL distribution", {})
+    DEPENDS[f"postgresql{_v}-server"] = [f"postgresql{_v}-client"]
+    USERS[f"postgresql{_v}-server"] = [pg.USER]
 
 
 def _root_for(opts_root, jail):
@@ -111,11 +120,35 @@ def install_files(name, root="/"):
             os.symlink(arg, dst)
         elif kind == "double":
             atomic_write(dst, double_script(arg), 0o555)
+        elif kind == "pgwrap":
+            atomic_write(dst, pg.wrapper(arg), 0o555)
+        elif kind == "pgrc":
+            atomic_write(dst, pg.rc_script(arg), 0o555)
         elif kind == "bastille_conf":
             atomic_write(dst, bastille_conf_sample(), 0o644)
             conf = dst[: -len(".sample")]
             if not os.path.exists(conf):
                 shutil.copyfile(dst, conf)
+
+
+def add_users(name, root="/"):
+    """Create the package's users and groups in root's passwd files (pkg's
+    users/groups scripts run pw(8); existing entries are kept) and their homes."""
+    for u in USERS.get(name, []):
+        groups = _read(_p(root, "/etc/group"))
+        if not any(g[0] == u["name"] for g in groups):
+            groups.append([u["name"], "*", str(u["gid"]), ""])
+            _write(_p(root, "/etc/group"), groups)
+        master = _read(_p(root, "/etc/master.passwd"))
+        if not any(r[0] == u["name"] for r in master):
+            master.append([u["name"], "*", str(u["uid"]), str(u["gid"]), "", "0", "0", u["gecos"], u["home"],
+                           u["shell"]])
+            _write(_p(root, "/etc/master.passwd"), master, 0o600)
+            _write(_p(root, "/etc/passwd"), [[r[0], "*", r[2], r[3], r[7], r[8], r[9]] for r in master])
+        home = _p(root, u["home"])
+        if not os.path.isdir(home):
+            os.makedirs(home, 0o755)
+            os.chown(home, u["uid"], u["gid"])
 
 
 def remove_files(name, root="/"):
@@ -195,7 +228,10 @@ def pkg_main(args):
         if missing:
             err(f"pkg: No packages available to install matching '{missing[0]}' have been found in the repositories")
             return 1
-        todo = [n for n in names if n not in db or "-f" in o]
+        deps = [d for n in names for d in DEPENDS.get(n, []) if d not in names and d not in db]
+        todo = [n for n in deps if n not in db] + [n for n in names if n not in db or "-f" in o]
+        if any(n.startswith("postgresql") for n in todo) and not pg.check_available():
+            return 1
         if "-U" not in o:
             out("Updating FreeBSD repository catalogue...")
             out("FreeBSD repository is up to date.")
@@ -218,8 +254,9 @@ def pkg_main(args):
             ver = CATALOGUE[n][0]
             out(f"[{idx}/{len(todo)}] Installing {n}-{ver}...")
             out(f"[{idx}/{len(todo)}] Extracting {n}-{ver}: 100%")
+            add_users(n, root)
             install_files(n, root)
-            db[n] = {"version": ver, "origin": "", "automatic": "-A" in o}
+            db[n] = {"version": ver, "origin": "", "automatic": "-A" in o or n in deps}
         save_db(db, root)
         return 0
     if action in ("delete", "remove"):
