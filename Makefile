@@ -115,6 +115,12 @@ standin-test: $(STAMP)
 molecule: $(STAMP)
 	$(BIN)/molecule test -s default
 
+# Backup, listing and restore end to end on the stand-in, with PostgreSQL in
+# the db jails (the machine's /usr/lib/postgresql/*/bin; about a minute).
+.PHONY: molecule-backup
+molecule-backup: $(STAMP)
+	$(BIN)/molecule test -s backup
+
 demo: $(STAMP)
 	$(BIN)/python tests/standin/demo.py
 
@@ -127,7 +133,7 @@ compat:
 	$(MAKE) VENV=.venv-3.12 PYTHON="$(PYTHON312)" unit plan
 
 # Fast checks first; the stand-in and Molecule last.
-test: lint sanity unit build compat integration standin-test molecule
+test: lint sanity unit build compat integration standin-test molecule molecule-backup
 
 clean:
 	rm -rf "$(BUILD_DIR)" tests/output .pytest_cache .ruff_cache .cache
