@@ -74,7 +74,7 @@ USERS = {}
 for _v in ("15", "16", "17", "18"):
     # FreeBSD's layout as wrappers of the machine's PostgreSQL (standin_doubles/postgresql.py)
     CATALOGUE[f"postgresql{_v}-server"] = (f"{_v}.5", "PostgreSQL is the most advanced open-source database",
-                                            pg.files(_v, "server"))
+                                           pg.files(_v, "server"))
     CATALOGUE[f"postgresql{_v}-client"] = (f"{_v}.5", "PostgreSQL database (client)", pg.files(_v, "client"))
     CATALOGUE[f"postgresql{_v}-contrib"] = (f"{_v}.5", "The contrib utilities from the PostgreSQL distribution", {})
     DEPENDS[f"postgresql{_v}-server"] = [f"postgresql{_v}-client"]

@@ -163,13 +163,13 @@ command_args="-D ${{postgresql_data}} ${{postgresql_flags}}"
 
 postgresql_command()
 {{
-	${{su_cmd}} -l ${{postgresql_user}} -c "exec ${{command}} ${{command_args}} ${{rc_arg}}"
+\t${{su_cmd}} -l ${{postgresql_user}} -c "exec ${{command}} ${{command_args}} ${{rc_arg}}"
 }}
 
 postgresql_initdb()
 {{
-	${{su_cmd}} -l -c ${{postgresql_login_class}} ${{postgresql_user}} \\
-		-c "exec /usr/local/bin/initdb ${{postgresql_initdb_flags}} -D ${{postgresql_data}} -U ${{postgresql_user}}"
+\t${{su_cmd}} -l -c ${{postgresql_login_class}} ${{postgresql_user}} \\
+\t\t-c "exec /usr/local/bin/initdb ${{postgresql_initdb_flags}} -D ${{postgresql_data}} -U ${{postgresql_user}}"
 }}
 
 run_rc_command "$1"
