@@ -9,7 +9,7 @@
 #   make plan     render the example inventory's plan (playbooks/validate.yml)
 #   make build    build the collection and check ansible-doc renders every module from the artifact
 #   make compat   unit tests and the example plan on Python 3.12 / ansible-core 2.21
-#   make test     everything CI runs (lint sanity unit build compat integration standin-test molecule)
+#   make test     everything CI runs (lint sanity unit build compat integration standin-test molecule molecule-backup)
 #   make clean    remove build and test output (keeps .venv; `make distclean` removes it too)
 
 SHELL := /bin/bash
