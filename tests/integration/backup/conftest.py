@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -70,6 +71,23 @@ def postgres():
             check=False,
         )
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def no_service_left_running(tmp_path):
+    """A test leaves no process behind: stop every service the service double started in it."""
+    yield
+    ledger = tmp_path / "run" / ".started"
+    if not ledger.exists():
+        return
+    for pid in {int(word) for word in ledger.read_text().split()}:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if cmdline.read().split(b"\0")[:2] != [b"sleep", b"600"]:
+                    continue  # gone, and the pid was reused
+            os.kill(pid, signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
 
 
 @pytest.fixture
