@@ -159,3 +159,40 @@ def test_no_process_of_the_run_is_left_behind(state):
     strays = [p for p in state["processes"]
               if p["pid"] not in service_pids and not re.search(r"daemon|timeout", " ".join(p["cmdline"]))]
     assert strays == []
+
+
+def _changed_tasks(stdout):
+    """Names of the tasks an ansible-playbook run reports as changed."""
+    sections = re.split(r"^TASK \[(.+?)\](?: \*+)?$", stdout, flags=re.M)
+    return [name for name, body in zip(sections[1::2], sections[2::2]) if re.search(r"^changed: ", body, re.M)]
+
+
+def test_adding_an_agent_changes_only_what_lists_the_agents(tmp_path, standin, example_host):
+    # Last in this file: it converges the host once more with a third agent,
+    # then puts the example back.
+    host, hostvars = example_host
+    added = tmp_path / "hosts.yml"
+    agents = dict(hostvars["warden_agents"], hermes={"subnet": "10.0.2", "jails": ["git"],
+                                                       "command": "/usr/local/bin/agent-runtime", "port": 18810})
+    added.write_text(yaml.safe_dump({"warden_hosts": {"hosts": {host: dict(hostvars, warden_agents=agents)}}}))
+    cron_before = standin.file("/usr/local/etc/cron.d/warden-backup").content_string
+
+    plain = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+
+    def site(inventory):
+        return subprocess.run([STANDIN, "run", NAME, "--", "ansible-playbook", "-i", str(inventory),
+                               os.path.join(PROJECT, "site.yml")], capture_output=True, text=True, check=False,
+                              env=plain)
+
+    try:
+        run = site(added)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert _changed_tasks(run.stdout) == ["warden.fleet.host_tools : Write the host's plan for the warden command"]
+        plan = json.loads(standin.file("/usr/local/etc/warden/plan.json").content_string)
+        assert sorted(plan["agents"]) == sorted(agents)
+        assert plan["agents"]["hermes"]["jails"][0]["name"] == "hermesgit"
+        assert standin.file("/usr/local/etc/cron.d/warden-backup").content_string == cron_before
+    finally:
+        restored = site(os.path.join(PROJECT, "inventories", "example", "hosts.yml"))
+    assert restored.returncode == 0, restored.stdout
+    assert _changed_tasks(restored.stdout) == ["warden.fleet.host_tools : Write the host's plan for the warden command"]
