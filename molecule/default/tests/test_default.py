@@ -164,7 +164,8 @@ def test_no_process_of_the_run_is_left_behind(state):
 def _changed_tasks(stdout):
     """Names of the tasks an ansible-playbook run reports as changed."""
     sections = re.split(r"^TASK \[(.+?)\](?: \*+)?$", stdout, flags=re.M)
-    return [name for name, body in zip(sections[1::2], sections[2::2]) if re.search(r"^changed: ", body, re.M)]
+    tasks = zip(sections[1::2], sections[2::2], strict=True)
+    return [name for name, body in tasks if re.search(r"^changed: ", body, re.M)]
 
 
 def test_adding_an_agent_changes_only_what_lists_the_agents(tmp_path, standin, example_host):
