@@ -750,23 +750,21 @@ class ArchiveWriter:
             info.linkname = target
         return info
 
-    def _user(self, uid):
-        key = ("u", uid)
+    def _name(self, lookup, number):
+        """User or group name of a number for the tar header, looked up once per archive."""
+        key = (lookup, number)
         if key not in self._names:
             try:
-                self._names[key] = pwd.getpwuid(uid).pw_name
+                self._names[key] = lookup(number)[0]
             except KeyError:
                 self._names[key] = ""
         return self._names[key]
 
+    def _user(self, uid):
+        return self._name(pwd.getpwuid, uid)
+
     def _group(self, gid):
-        key = ("g", gid)
-        if key not in self._names:
-            try:
-                self._names[key] = grp.getgrgid(gid).gr_name
-            except KeyError:
-                self._names[key] = ""
-        return self._names[key]
+        return self._name(grp.getgrgid, gid)
 
     def add_entry(self, e):
         mtime = e.mtime_ns // 1000000000

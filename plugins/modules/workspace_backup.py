@@ -27,12 +27,6 @@ description:
 author:
   - warden.fleet contributors (@warden-fleet)
 options:
-  plan:
-    description:
-      - The host's plan, as set by the C(warden.fleet.preflight) role in C(warden_plan).
-      - Names, paths, database jails and the backup settings are read from it.
-    type: dict
-    required: true
   agents:
     description:
       - Back up only these agents. They may have C(state=absent) (a backup before removal).
@@ -50,6 +44,8 @@ options:
       - Fail the task when the backup of any agent failed. The other agents are backed up either way.
     type: bool
     default: true
+extends_documentation_fragment:
+  - warden.fleet.plan
 attributes:
   check_mode:
     support: full
@@ -132,12 +128,12 @@ summary:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - modules keep their documentation first
 
 from ansible_collections.warden.fleet.plugins.module_utils.backup import BackupError, backup_fleet  # noqa: E402
+from ansible_collections.warden.fleet.plugins.module_utils.plan_args import plan_argument_spec  # noqa: E402
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            plan=dict(type="dict", required=True),
+        argument_spec=plan_argument_spec(
             agents=dict(type="list", elements="str", default=[]),
             env_passphrase_file=dict(type="path", no_log=True),
             fail_on_error=dict(type="bool", default=True),

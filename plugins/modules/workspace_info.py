@@ -16,10 +16,6 @@ description:
 author:
   - warden.fleet contributors (@warden-fleet)
 options:
-  plan:
-    description: The host's plan, as set by the C(warden.fleet.preflight) role in C(warden_plan).
-    type: dict
-    required: true
   agents:
     description: Only these agents (default all agents of the plan).
     type: list
@@ -31,6 +27,8 @@ options:
       - Without it, an archive counts as verified when its manifest is valid and its size matches.
     type: bool
     default: false
+extends_documentation_fragment:
+  - warden.fleet.plan
 attributes:
   check_mode:
     support: full
@@ -107,12 +105,12 @@ table_lines:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - modules keep their documentation first
 
 from ansible_collections.warden.fleet.plugins.module_utils.backup import BackupError, fleet_info  # noqa: E402
+from ansible_collections.warden.fleet.plugins.module_utils.plan_args import plan_argument_spec  # noqa: E402
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            plan=dict(type="dict", required=True),
+        argument_spec=plan_argument_spec(
             agents=dict(type="list", elements="str", default=[]),
             verify=dict(type="bool", default=False),
         ),

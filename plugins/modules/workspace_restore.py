@@ -22,10 +22,6 @@ description:
 author:
   - warden.fleet contributors (@warden-fleet)
 options:
-  plan:
-    description: The host's plan, as set by the C(warden.fleet.preflight) role in C(warden_plan).
-    type: dict
-    required: true
   agent:
     description:
       - The agent whose archives to restore from (its backup directory in the plan).
@@ -61,6 +57,8 @@ options:
     type: str
     choices: [auto, always, never]
     default: auto
+extends_documentation_fragment:
+  - warden.fleet.plan
 attributes:
   check_mode:
     support: full
@@ -147,12 +145,12 @@ would_restore:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - modules keep their documentation first
 
 from ansible_collections.warden.fleet.plugins.module_utils.backup import BackupError, restore_agent  # noqa: E402
+from ansible_collections.warden.fleet.plugins.module_utils.plan_args import plan_argument_spec  # noqa: E402
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            plan=dict(type="dict", required=True),
+        argument_spec=plan_argument_spec(
             agent=dict(type="str"),
             archive=dict(type="path"),
             at=dict(type="str"),
