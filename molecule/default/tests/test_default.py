@@ -173,8 +173,8 @@ def test_adding_an_agent_changes_only_what_lists_the_agents(tmp_path, standin, e
     # then puts the example back.
     host, hostvars = example_host
     added = tmp_path / "hosts.yml"
-    agents = dict(hostvars["warden_agents"], hermes={"subnet": "10.0.2", "jails": ["git"],
-                                                       "command": "/usr/local/bin/agent-runtime", "port": 18810})
+    hermes = {"subnet": "10.0.2", "jails": ["git"], "command": "/usr/local/bin/agent-runtime", "port": 18810}
+    agents = dict(hostvars["warden_agents"], hermes=hermes)
     added.write_text(yaml.safe_dump({"warden_hosts": {"hosts": {host: dict(hostvars, warden_agents=agents)}}}))
     cron_before = standin.file("/usr/local/etc/cron.d/warden-backup").content_string
 
