@@ -602,6 +602,41 @@ class _CountingWriter:
         pass
 
 
+BATCH = 256 * 1024
+
+
+class _BatchSink:
+    """Collects the tar stream in one buffer and hands it on in large pieces:
+    one pipe write (or compressor call) per BATCH bytes instead of a few
+    per archived file."""
+
+    def __init__(self, put):
+        self.put = put
+        self.buf = bytearray()
+
+    def write(self, data):
+        self.buf += data
+        if len(self.buf) >= BATCH:
+            self.flush()
+        return len(data)
+
+    def flush(self):
+        if self.buf:
+            self.put(self.buf)
+            self.buf = bytearray()
+
+
+def _write_all(fd):
+    """A writer for a pipe's file descriptor that writes everything it is given."""
+
+    def put(data):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+
+    return put
+
+
 class _HashingWriter:
     def __init__(self, raw):
         self.raw = raw
@@ -647,6 +682,8 @@ def _read_exactly(fd, size, name):
 
 
 _USTAR_TYPES = {"f": b"0", "d": b"5", "l": b"2"}
+BLOCKSIZE = tarfile.BLOCKSIZE
+_ZEROS = bytes(BLOCKSIZE)
 
 
 def ustar_header(name, kind, size, mode, mtime, uid, gid, uname, gname, linkname=""):
@@ -710,17 +747,17 @@ class ArchiveWriter:
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=CHUNK)
             self.thread = threading.Thread(target=self._pump)
             self.thread.start()
-            sink = self.proc.stdin
+            sink = _BatchSink(_write_all(self.proc.stdin.fileno()))
         elif compression == "xz":
             import lzma
 
             self.compressor = lzma.LZMAFile(self.hashing, "wb", preset=level or 6)  # noqa: SIM115 - finish()
-            sink = self.compressor
+            sink = _BatchSink(self.compressor.write)
         elif compression == "gzip":
             import gzip
 
             self.compressor = gzip.GzipFile(fileobj=self.hashing, mode="wb", compresslevel=level or 6, mtime=0)
-            sink = self.compressor
+            sink = _BatchSink(self.compressor.write)
         else:
             raise BackupError(f"unknown compression {compression!r}")
         self.sink = sink
@@ -774,37 +811,46 @@ class ArchiveWriter:
         if header is None:  # long or non-ASCII names: tarfile writes the pax header
             self._add_entry_tarfile(e)
             return
+        sink, size = self.sink, e.size
         if e.kind != "f":
-            self._write(header)
+            sink.write(header)
+            self.tar.offset += BLOCKSIZE
             return
         fd = os.open(e.src, os.O_RDONLY | os.O_NOFOLLOW)
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_ino != e.ino:
                 raise BackupError(f"{e.src} was replaced while it was archived")
-            digest = hashlib.sha256()
-            remaining = e.size
-            pad = (-e.size) % tarfile.BLOCKSIZE
-            if remaining <= CHUNK:
-                data = _read_exactly(fd, remaining, e.src)
-                digest.update(data)
-                self._write(header + data + b"\0" * pad)
+            pad = -size % BLOCKSIZE
+            if size <= CHUNK:
+                # the common small file: header, data and padding go into the batch buffer
+                data = os.read(fd, size)
+                if len(data) != size:
+                    data += _read_exactly(fd, size - len(data), e.src)
+                e.sha256 = hashlib.sha256(data).hexdigest()
+                buf = sink.buf
+                buf += header
+                buf += data
+                if pad:
+                    buf += _ZEROS[:pad]
+                if len(buf) >= BATCH:
+                    sink.flush()
             else:
-                self._write(header)
+                digest = hashlib.sha256()
+                sink.write(header)
+                sink.flush()
+                remaining = size
                 while remaining > 0:
                     block = _read_exactly(fd, min(CHUNK, remaining), e.src)
                     digest.update(block)
-                    self._write(block)
+                    sink.put(block)
                     remaining -= len(block)
                 if pad:
-                    self._write(b"\0" * pad)
+                    sink.write(_ZEROS[:pad])
+                e.sha256 = digest.hexdigest()
         finally:
             os.close(fd)
-        e.sha256 = digest.hexdigest()
-
-    def _write(self, data):
-        self.sink.write(data)
-        self.tar.offset += len(data)
+        self.tar.offset += BLOCKSIZE + size + pad
 
     def _add_entry_tarfile(self, e):
         info = self._info(e.path, e.kind, e.size, e.mode, e.mtime_ns // 1000000000, e.uid, e.gid, e.target)
@@ -831,6 +877,7 @@ class ArchiveWriter:
     def finish(self):
         """Close the stream, fsync; returns (sha256, size) of the compressed file."""
         self.tar.close()
+        self.sink.flush()
         if self.proc:
             self.proc.stdin.close()
             self.thread.join()
