@@ -766,12 +766,20 @@ class ArchiveWriter:
         self._names = {}
 
     def _pump(self):
+        """zstd's output into the partial file: read into one reused buffer,
+        hashed and written as it comes (the compressed stream's sha256)."""
         try:
+            src, dst, digest = self.proc.stdout.fileno(), self.fd, self.hashing.digest
+            view = memoryview(bytearray(CHUNK))
             while True:
-                block = self.proc.stdout.read(CHUNK)
-                if not block:
+                count = os.readv(src, [view])
+                if not count:
                     break
-                self.hashing.write(block)
+                block = view[:count]
+                digest.update(block)
+                while block:
+                    block = block[os.write(dst, block) :]
+                self.hashing.size += count
         except Exception as exc:  # reported by finish()
             self.reader_error.append(exc)
 
