@@ -1307,14 +1307,44 @@ def stat_digest(entries, dbs, soul, env_key):
     return digest.hexdigest()
 
 
-def _manifest_entry(e):
-    item = {"path": e.path, "type": e.kind, "mode": e.mode, "mtime": e.mtime_ns // 1000000000}
+_json_str = json.encoder.encode_basestring_ascii
+
+
+def _manifest_line(e):
+    """One entry of the manifest's file list, exactly as json.dumps(..., sort_keys=True) writes it."""
     if e.kind == "f":
-        item["size"] = e.size
-        item["sha256"] = e.sha256
-    elif e.kind == "l":
-        item["target"] = e.target
-    return item
+        return (
+            f'{{"mode": {e.mode}, "mtime": {e.mtime_ns // 1000000000}, "path": {_json_str(e.path)}, '
+            f'"sha256": "{e.sha256}", "size": {e.size}, "type": "f"}}'
+        )
+    if e.kind == "l":
+        return (
+            f'{{"mode": {e.mode}, "mtime": {e.mtime_ns // 1000000000}, "path": {_json_str(e.path)}, '
+            f'"target": {_json_str(e.target)}, "type": "l"}}'
+        )
+    return f'{{"mode": {e.mode}, "mtime": {e.mtime_ns // 1000000000}, "path": {_json_str(e.path)}, "type": "{e.kind}"}}'
+
+
+def _index_line(e):
+    """One member of the index's file map: path -> [stat key, sha256], as compact JSON."""
+    target = "null" if e.target is None else _json_str(e.target)
+    sha = "null" if e.sha256 is None else f'"{e.sha256}"'
+    return f'{_json_str(e.path)}:[["{e.kind}",{e.size},{e.mode},{e.mtime_ns},{e.ctime_ns},{e.ino},{target}],{sha}]'
+
+
+def _json_with_files(data, files, compact=False):
+    """json.dumps of `data` whose "files" value is the already encoded text
+    `files` (the file list is written as strings, once per entry, rather than
+    built as a dict per entry and encoded again)."""
+    data = dict(data, files=None)
+    if compact:
+        text, placeholder = json.dumps(data, separators=(",", ":")), '"files":null'
+    else:
+        text, placeholder = json.dumps(data, sort_keys=True), '"files": null'
+    head, found, tail = text.partition(placeholder)
+    if not found:
+        raise BackupError("cannot encode the file list")
+    return "".join((head, placeholder[:-4], files, tail))
 
 
 class AgentBackup:
@@ -1606,9 +1636,9 @@ class AgentBackup:
                 ],
                 "env": env,
                 "content_digest": digest,
-                "files": [_manifest_entry(e) for e in entries],
             }
-            atomic_write(manifest_path(final), json.dumps(manifest, sort_keys=True).encode("utf-8"))
+            files = "[" + ", ".join(map(_manifest_line, entries)) + "]"
+            atomic_write(manifest_path(final), _json_with_files(manifest, files).encode("utf-8"))
             self._write_index(name, digest, entries, env_key, tree)
             res.update(
                 status="created",
@@ -1631,14 +1661,9 @@ class AgentBackup:
         summary (the stat digest of the whole source) for `archive`, whose
         content digest is `digest`. Both are caches: losing them only means
         the next run reads every file again."""
-        data = {
-            "format": FORMAT,
-            "archive": archive,
-            "digest": digest,
-            "env": env_key,
-            "files": dict((e.path, [e.key(), e.sha256]) for e in entries),
-        }
-        index = json.dumps(data, separators=(",", ":")).encode("utf-8")
+        data = {"format": FORMAT, "archive": archive, "digest": digest, "env": env_key}
+        files = "{" + ",".join(map(_index_line, entries)) + "}"
+        index = _json_with_files(data, files, compact=True).encode("utf-8")
         atomic_write(os.path.join(self.agent_dir, INDEX_NAME), index, durable=False)
         summary = {"format": FORMAT, "archive": archive, "digest": digest, "tree": tree}
         atomic_write(os.path.join(self.agent_dir, SUMMARY_NAME), json.dumps(summary).encode("utf-8"), durable=False)
