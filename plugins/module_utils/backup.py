@@ -603,6 +603,7 @@ class _CountingWriter:
 
 
 BATCH = 256 * 1024
+ZSTD_THREADS_FROM = 32 * 1024 * 1024
 
 
 class _BatchSink:
@@ -732,10 +733,11 @@ def _byte_sum(block):
 
 
 class ArchiveWriter:
-    """A tar stream compressed by `zstd -T0` (or lzma/gzip in process) into
+    """A tar stream compressed by a `zstd` child (`-T0`; `--single-thread`
+    when size_hint says the stream is small) or lzma/gzip in process into
     a partial file, hashing the compressed bytes as they are written."""
 
-    def __init__(self, path, compression, level=None):
+    def __init__(self, path, compression, level=None, size_hint=None):
         self.path, self.compression = path, compression
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         self.out = os.fdopen(self.fd, "wb", buffering=CHUNK)
@@ -743,7 +745,10 @@ class ArchiveWriter:
         self.proc = self.thread = self.compressor = None
         self.reader_error = []
         if compression == "zstd":
-            argv = [require_command("zstd"), f"-{level or 3}", "-T0", "-q", "-c"]
+            # zstd -T0 compresses jobs of several MB on its worker threads; a stream
+            # smaller than a few jobs gains nothing from them and pays for the threads
+            threads = "--single-thread" if size_hint is not None and size_hint < ZSTD_THREADS_FROM else "-T0"
+            argv = [require_command("zstd"), f"-{level or 3}", threads, "-q", "-c"]
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=CHUNK)
             self.thread = threading.Thread(target=self._pump)
             self.thread.start()
@@ -1563,7 +1568,8 @@ class AgentBackup:
                 tree = stat_digest(entries, dbs, soul, env_key)
             res["consistency"] = "zfs-snapshot" if snapshot_names else "best-effort"
             partial = os.path.join(self.agent_dir, "." + name + PARTIAL_SUFFIX)
-            writer = ArchiveWriter(partial, compression)
+            size_hint = sum(e.size for e in entries) + sum(d["size"] for d in dbs)
+            writer = ArchiveWriter(partial, compression, size_hint=size_hint)
             for e in entries:
                 writer.add_entry(e)
             for db in dbs:
