@@ -126,7 +126,7 @@ demo: $(STAMP)
 
 # The unit tests and the example plan again on Python 3.12 with ansible-core
 # 2.21 (requirements.txt picks it there), in a venv of its own.
-PYTHON312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12 /usr/bin/python3.12 /usr/local/bin/python3.12))
+PYTHON312 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.12*/bin/python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.12 /root/.pyenv/versions/3.12*/bin/python3.12 /usr/bin/python3.12 /usr/local/bin/python3.12))
 .PHONY: compat
 compat:
 	@if [ -z "$(PYTHON312)" ]; then echo "compat: no Python 3.12 on this machine; set PYTHON312=/path/to/python3.12" >&2; exit 1; fi
