@@ -149,9 +149,18 @@ def did_you_mean(word, choices):
 
 
 def _type_name(value):
-    return {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "integer", float: "number"}.get(
-        type(value), type(value).__name__
-    )
+    # isinstance, not type(): inventory values arrive as subclasses (Ansible tags them with their origin)
+    for kind, name in (
+        (bool, "boolean"),
+        (int, "integer"),
+        (float, "number"),
+        (str, "string"),
+        (dict, "mapping"),
+        (list, "list"),
+    ):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
 
 
 def _is_int(value):

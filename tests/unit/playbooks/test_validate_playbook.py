@@ -101,3 +101,25 @@ def test_site_stops_every_host_in_preflight(bad_inventory):
     assert result.returncode != 0
     assert "field 'subnet'" in result.stdout
     assert "Read the host's own networks" not in result.stdout, "no host is contacted once one fails"
+
+
+def test_wrong_types_are_named_plainly(tmp_path):
+    # Values reach the model as Ansible's tagged subclasses of str, float, list...
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "warden_hosts:\n"
+        "  hosts:\n"
+        "    h1.invalid:\n"
+        "      warden_ext_if: vtnet0\n"
+        "      warden_agents:\n"
+        "        atlas: {subnet: 10.5, command: /bin/x, port: '18800', jails: git}\n"
+        "        bob: [1]\n"
+    )
+    result = run_playbook("playbooks/validate.yml", inventory)
+    assert result.returncode != 0
+    text = result.stdout
+    assert "agent 'atlas', field 'subnet': must be a string like '10.0.1', got number 10.5" in text
+    assert "agent 'atlas', field 'port': must be an integer, got string '18800'" in text
+    assert "agent 'atlas', field 'jails': must be a list, got string" in text
+    assert "agent 'bob', field 'settings': must be a mapping, got list" in text
+    assert "_AnsibleTagged" not in text
