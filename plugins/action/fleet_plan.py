@@ -13,6 +13,7 @@ import glob
 import os
 
 import yaml
+from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.warden.fleet.plugins.module_utils.fleet_model import (
@@ -78,12 +79,21 @@ class ActionModule(ActionBase):
             return dict(result, failed=True, msg="use_facts must be a boolean")
 
         host = task_vars.get("inventory_hostname")
-        hostvars = dict(task_vars.get("hostvars", {}).get(host, {}))
+        source = task_vars.get("hostvars", {}).get(host, {})
         facts = task_vars.get("ansible_facts") if use_facts else None
-        bridge = hostvars.get("warden_bridge", "warden0")
-        networks = host_networks_from_facts(facts, bridge)
-
-        plan, problems = build_plan(host, hostvars, networks, role_variables())
+        try:
+            # Only the warden_* variables: the host's other variables are none of our business
+            # and templating them could fail for reasons unrelated to the fleet.
+            hostvars = {key: source[key] for key in source if isinstance(key, str) and key.startswith("warden_")}
+            networks = host_networks_from_facts(facts, hostvars.get("warden_bridge", "warden0"))
+            plan, problems = build_plan(host, hostvars, networks, role_variables())
+        except AnsibleError as error:
+            return dict(
+                result,
+                failed=True,
+                msg=f"{host}: a warden_* variable cannot be evaluated, nothing was changed: {error.message}. "
+                "Fix: define what its template uses, or write the value literally",
+            )
         result.update(
             changed=False,
             plan={} if problems else plan,

@@ -123,3 +123,24 @@ def test_wrong_types_are_named_plainly(tmp_path):
     assert "agent 'atlas', field 'jails': must be a list, got string" in text
     assert "agent 'bob', field 'settings': must be a mapping, got list" in text
     assert "_AnsibleTagged" not in text
+
+
+def test_an_unevaluable_warden_variable_is_a_clear_error_and_other_variables_are_left_alone(tmp_path):
+    inventory = tmp_path / "hosts.yml"
+    agents = "      warden_agents:\n        atlas: {subnet: '{{ atlas_subnet }}', command: /bin/x}\n"
+    inventory.write_text("warden_hosts:\n  hosts:\n    h1.invalid:\n      warden_ext_if: vtnet0\n" + agents)
+    result = run_playbook("playbooks/validate.yml", inventory)
+    assert result.returncode != 0
+    flat = " ".join(result.stdout.split())
+    assert "h1.invalid: a warden_* variable cannot be evaluated, nothing was changed" in flat
+    assert "''atlas_subnet'' is undefined" in flat
+    assert "Traceback" not in result.stdout + result.stderr
+
+    unrelated = "      unrelated: '{{ not_defined_anywhere }}'\n"
+    inventory.write_text(
+        "warden_hosts:\n  hosts:\n    h1.invalid:\n      warden_ext_if: vtnet0\n"
+        + unrelated
+        + agents.replace("'{{ atlas_subnet }}'", "10.0.1")
+    )
+    result = run_playbook("playbooks/validate.yml", inventory)
+    assert result.returncode == 0, result.stdout
