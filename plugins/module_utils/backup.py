@@ -1352,6 +1352,16 @@ def _json_with_files(data, files, compact=False):
     return "".join((head, placeholder[:-4], files, tail))
 
 
+def _report_unchanged(res, archive, entries):
+    """An agent whose content matches its last good archive: no new archive, that one is reported."""
+    res.update(
+        status="unchanged",
+        archive=archive,
+        manifest=manifest_path(archive),
+        files=sum(1 for e in entries if e.kind == "f"),
+    )
+
+
 class AgentBackup:
     """One agent's backup run. Use run()."""
 
@@ -1527,23 +1537,13 @@ class AgentBackup:
             previous = self.unchanged_by_summary(summary, tree)
             if previous:
                 # the common case: the stat digest alone, no per-file index
-                res.update(
-                    status="unchanged",
-                    archive=previous,
-                    manifest=manifest_path(previous),
-                    files=sum(1 for e in entries if e.kind == "f"),
-                )
+                _report_unchanged(res, previous, entries)
                 return
             index = _load_index(self.agent_dir)
             previous = self.last_good(index)
             if previous and self.unchanged_by_stat(entries, index, dbs, soul, env_key):
                 self._write_index(index["archive"], index["digest"], entries, env_key, tree)
-                res.update(
-                    status="unchanged",
-                    archive=previous,
-                    manifest=manifest_path(previous),
-                    files=sum(1 for e in entries if e.kind == "f"),
-                )
+                _report_unchanged(res, previous, entries)
                 return
             when = self.now or utcnow()
             while True:
@@ -1594,12 +1594,7 @@ class AgentBackup:
                 writer.abort()
                 writer = None
                 self._write_index(index["archive"], digest, entries, env_key, tree)
-                res.update(
-                    status="unchanged",
-                    archive=previous,
-                    manifest=manifest_path(previous),
-                    files=sum(1 for e in entries if e.kind == "f"),
-                )
+                _report_unchanged(res, previous, entries)
                 return
             sha, size = writer.finish()
             writer = None
