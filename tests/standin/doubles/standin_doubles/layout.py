@@ -2,6 +2,19 @@
 
 DOUBLE_DIR = "/usr/libexec/standin"
 
+
+def host_tool(name):
+    """Path of a machine (Linux) binary a double itself needs (ip, nsenter...).
+
+    Such tools are the doubles' machinery, not part of the FreeBSD userland the
+    stand-in shows on PATH; doubles reach them only through this function.
+    """
+    import shutil
+    found = shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+    if not found:
+        raise FileNotFoundError(f"stand-in: machine tool {name} is missing")
+    return found
+
 # FreeBSD path -> double name.  /bin, /sbin and /lib are symlinks into /usr
 # in the stand-in (as on the Linux host), so /sbin/ifconfig is /usr/sbin/ifconfig.
 COMMANDS = {
