@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DOUBLES = os.path.join(HERE, "doubles")
 sys.path.insert(0, DOUBLES)
 
-from standin_doubles import layout, rcconf  # noqa: E402
+from standin_doubles import layout, netns, rcconf  # noqa: E402
 
 LABEL = "stand-in FreeBSD host (a Linux chroot with command doubles, not FreeBSD)"
 PY_SITE = "/usr/lib/python3.11"
@@ -74,9 +74,51 @@ def mounts_under(path):
     return result
 
 
-def processes_under(path):
-    """PIDs whose root, cwd or executable lies inside ``path``."""
+def namespaces_under(path):
+    """Inodes of the namespaces kept by nsfs bind mounts under ``path`` (the
+    stand-in host's and its jails' network and IPC namespaces)."""
     real = os.path.realpath(path)
+    inodes = set()
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        for line in fh:
+            fields = line.split()
+            mp = fields[4].replace("\\040", " ")
+            m = re.match(r"^(net|ipc):\[(\d+)\]$", fields[3])
+            if m and (mp == real or mp.startswith(real + "/")):
+                inodes.add(int(m.group(2)))
+    return inodes
+
+
+def _in_namespaces(pid, inodes):
+    """True when process ``pid`` lives in, or holds a descriptor of, one of the namespaces."""
+    for kind in ("net", "ipc"):
+        try:
+            if os.stat(f"/proc/{pid}/ns/{kind}").st_ino in inodes:
+                return True
+        except OSError:
+            return False
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        m = re.match(r"^(net|ipc):\[(\d+)\]$", target)
+        if m and int(m.group(2)) in inodes:
+            return True
+    return False
+
+
+def processes_under(path, namespaces=None):
+    """PIDs whose root, cwd or executable lies inside ``path``, or that live in
+    (or hold) one of the stand-in's namespaces (``namespaces``: inodes, by
+    default those mounted under ``path``)."""
+    real = os.path.realpath(path)
+    if namespaces is None:
+        namespaces = namespaces_under(path)
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -90,6 +132,9 @@ def processes_under(path):
             if target == real or target.startswith(real + "/"):
                 pids.append(int(entry))
                 break
+        else:
+            if namespaces and _in_namespaces(entry, namespaces):
+                pids.append(int(entry))
     return pids
 
 
@@ -106,9 +151,44 @@ def _write(path, text, mode=0o644):
     os.chmod(path, mode)
 
 
+def _usr_mounted(p):
+    return os.path.isdir(p["base"]) and os.path.join(os.path.realpath(p["root"]), "usr") in mounts_under(p["base"])
+
+
+def host_namespaces(p):
+    """The stand-in host's own network and IPC namespace files (nsfs bind mounts in its root)."""
+    ns = os.path.join(p["root"], netns.NS_DIR.lstrip("/"))
+    return {"net": os.path.join(ns, "host.net"), "ipc": os.path.join(ns, "host.ipc")}
+
+
+def chroot_wrapper(p):
+    """chroot(8) that enters the stand-in host's namespaces first: Ansible's
+    community.general.chroot connection runs it (hostvar ansible_chroot_exe)."""
+    return os.path.join(p["base"], "chroot")
+
+
 def is_up(name):
     p = paths(name)
-    return os.path.isdir(p["base"]) and os.path.join(os.path.realpath(p["root"]), "usr") in mounts_under(p["base"])
+    if not os.path.isdir(p["base"]):
+        return False
+    mounts = mounts_under(p["base"])
+    root = os.path.realpath(p["root"])
+    return os.path.join(root, "usr") in mounts and all(
+        os.path.realpath(f) in mounts for f in host_namespaces(p).values())
+
+
+def _make_namespaces(p):
+    """The stand-in host's own network and IPC namespaces: every process of the
+    stand-in runs in them, so nothing it configures reaches the machine's."""
+    files = host_namespaces(p)
+    os.makedirs(os.path.dirname(files["net"]), mode=0o700, exist_ok=True)
+    for f in files.values():
+        _write(f, "", 0o600)
+    _run([shutil.which("unshare") or "unshare", f"--net={files['net']}", f"--ipc={files['ipc']}", "true"])
+    _write(chroot_wrapper(p), "#!/bin/sh\n"
+           f"# {LABEL}: chroot(8) into {p['root']} inside its own network and IPC namespaces\n"
+           f"exec {shutil.which('nsenter') or 'nsenter'} --net={files['net']} --ipc={files['ipc']} -- "
+           f"{shutil.which('chroot') or 'chroot'} \"$@\"\n", 0o755)
 
 
 def _build_layer(p):
@@ -225,6 +305,12 @@ def up(name, ext_if="vtnet0", ext_addr="192.0.2.10/24", gateway="192.0.2.1",
         k["ifaces"] = {"lo0": lo, ext_if: ext}
         k["routes"] = {"default": gateway, "default_if": ext_if}
         _write(os.path.join(root, ".standin", "kernel.json"), json.dumps(k, indent=1, sort_keys=True) + "\n", 0o600)
+        _make_namespaces(p)
+        # the host's interfaces, addresses and default route, really, in its namespace (netns.py)
+        python = getattr(layout, "PYTHON", "/usr/bin/python3")
+        _run_ok(name, [python, "-c", f"import sys; sys.path.insert(0, {layout.DOUBLE_DIR!r})\n"
+                       "from standin_doubles.common import kernel\n"
+                       "with kernel(write=True):\n    pass\n"])
         _write(p["meta"], json.dumps({"name": name, "root": root, "hostname": hostname, "ext_if": ext_if,
                                       "created": datetime.datetime.now(datetime.UTC).isoformat(),
                                       "label": LABEL}, indent=1) + "\n")
@@ -241,8 +327,13 @@ def down(name, timeout=10.0):
     killed = []
     deadline = time.monotonic() + timeout
     sig = signal.SIGTERM
+    # the namespaces are known only while their files are mounted: remember them, and
+    # hold them open until the end, so that a freed inode cannot be reused meanwhile by
+    # another stand-in's namespace and pass for one of ours
+    namespaces = namespaces_under(base) if os.path.isdir(base) else set()
+    held = _hold_namespaces(base)
     while True:
-        pids = processes_under(base)
+        pids = processes_under(base, namespaces)
         if not pids:
             break
         for pid in pids:
@@ -262,12 +353,38 @@ def down(name, timeout=10.0):
             subprocess.run(["umount", "-l", mp], capture_output=True, check=False)
     if os.path.isdir(base) and not mounts_under(base):
         shutil.rmtree(base)
-    left = {"processes": processes_under(base), "mounts": mounts_under(base), "exists": os.path.exists(base)}
-    if left["processes"] or left["mounts"] or left["exists"]:
+    left = {"processes": processes_under(base, namespaces), "mounts": mounts_under(base),
+            "exists": os.path.exists(base),
+            "namespaces": sorted(n for n in namespaces if _namespace_alive(n))}
+    for fd in held:
+        os.close(fd)
+    if left["processes"] or left["mounts"] or left["exists"] or left["namespaces"]:
         raise StandinError(f"stand-in {name} not fully removed: {json.dumps(left)}")
     with contextlib.suppress(OSError):
         os.rmdir(base_dir())
     return {"name": name, "killed": killed}
+
+
+def _hold_namespaces(base):
+    """Descriptors of the namespace files mounted under ``base``."""
+    real = os.path.realpath(base)
+    fds = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        points = [line.split()[4] for line in fh if re.match(r"^(net|ipc):\[", line.split()[3])]
+    for mp in points:
+        if mp.startswith(real + "/"):
+            with contextlib.suppress(OSError):
+                fds.append(os.open(mp, os.O_RDONLY))
+    return fds
+
+
+def _namespace_alive(inode):
+    """True while another process lives in or holds the namespace, or a mount keeps it
+    (down holds a descriptor itself, so the inode still names the same namespace)."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        if any(re.match(rf"^(net|ipc):\[{inode}\]$", line.split()[3]) for line in fh):
+            return True
+    return any(_in_namespaces(e, {inode}) for e in os.listdir("/proc") if e.isdigit() and int(e) != os.getpid())
 
 
 def _chroot_env():
@@ -275,13 +392,23 @@ def _chroot_env():
             "TERM": os.environ.get("TERM", "dumb"), "LANG": "C.UTF-8"}
 
 
+def _run_ok(name, argv):
+    proc = exec_in(name, argv, capture=True)
+    if proc.returncode != 0:
+        raise StandinError("{} in stand-in {}: {}".format(" ".join(argv), name, (proc.stderr or proc.stdout).strip()))
+
+
 def exec_in(name, argv, capture=False, input_text=None):
     p = paths(name)
-    if not is_up(name):
+    if not _usr_mounted(p):
         raise StandinError(f"stand-in {name} is not up")
     root = p["root"]
+    files = host_namespaces(p)
 
     def enter():
+        # the stand-in host's namespaces first (their files are reachable before the chroot)
+        netns.enter(files["net"], "net")
+        netns.enter(files["ipc"], "ipc")
         os.chroot(root)
         os.chdir("/root")
 
@@ -333,6 +460,7 @@ def run(name, argv):
     hosts = inventory_hosts(ansible_inventory, inventories) if inventories else []
     extra = os.path.join(p["base"], "inventory.standin.json")
     hostvars = {"ansible_connection": "community.general.chroot", "ansible_host": p["root"],
+                "ansible_chroot_exe": chroot_wrapper(p),
                 "ansible_python_interpreter": "/usr/local/bin/python3.11"}
     _write(extra, json.dumps({"standin": {"hosts": hosts or ["standin"], "vars": {}},
                               "_meta": {"hostvars": {h: dict(hostvars) for h in hosts or ["standin"]}}}, indent=1))

@@ -75,6 +75,9 @@ def bring_up_jail(name):
              " && ifconfig warden0 inet 10.9.0.1/24 && ifconfig warden0 up"
              " && bastille bootstrap 14.3-RELEASE >/dev/null"
              f" && bastille create -B -T -g 10.9.0.1 {JAIL} 14.3-RELEASE 10.9.0.5/24 warden0 >/dev/null 2>&1"
+             # PostgreSQL needs System V shared memory, which a jail lacks by default (jail(8))
+             f" && bastille config {JAIL} set sysvshm new >/dev/null"
+             f" && bastille restart {JAIL} >/dev/null 2>&1"
              f" && bastille pkg {JAIL} bootstrap -y >/dev/null")
 
 
@@ -167,11 +170,12 @@ def test_rc_script_initdb_start_status_dump_stop(host):
             assert re.search(r"^Uid:\s+770\s", fh.read(), re.M)
     out = ok(host, f"bastille service {JAIL} postgresql status")
     assert re.search(r"server is running \(PID: \d+\)", out)
-    # FreeBSD's socket directory inside the jail, and no TCP listener (no VNET in the stand-in)
+    # FreeBSD's socket directory inside the jail, and TCP on postgresql.conf's default
+    # listen_addresses ('localhost'), in the jail's own network stack
     assert os.path.exists(os.path.join(root, "tmp/.s.PGSQL.5432"))
     with open(os.path.join(data, "postmaster.pid"), encoding="ascii") as fh:
         lines = fh.read().split("\n")
-    assert lines[4] == "/tmp" and lines[5] == ""
+    assert lines[4] == "/tmp" and lines[5] == "localhost"
 
     # as the backup dumps: jexec -l -U postgres JAIL /usr/local/bin/pg_dump -Fc DB
     ok(host, f"jexec -l -U postgres {JAIL} /usr/local/bin/createdb pgtest"
@@ -203,9 +207,16 @@ def test_down_kills_a_running_server():
         assert pids
         with open(os.path.join(jail_root(name), "var/db/postgres/data17/postmaster.pid"), encoding="ascii") as fh:
             shmid = fh.read().split("\n")[6].split()[1]
+        # the segment lives in the jail's own IPC namespace (sysvshm=new), not in the machine's
+        ipc_ns = os.path.join(H.paths(name)["root"], ".standin/ns", f"jail.{JAIL}.ipc")
+        in_jail = subprocess.run(["nsenter", f"--ipc={ipc_ns}", "ipcs", "-m"], capture_output=True, text=True,
+                                 check=True).stdout
+        assert shmid in [line.split()[1] for line in in_jail.splitlines() if len(line.split()) > 1]
+        namespaces = H.namespaces_under(H.paths(name)["base"])
     finally:
         H.down(name)
     assert [p for p in pids if running(p)] == []
-    # the server shut down cleanly: its System V shared memory segment is gone
+    # the server is gone, and so is the jail's IPC namespace with every segment in it
+    assert namespaces and H.processes_under(H.paths(name)["base"], namespaces) == []
     ipcs = subprocess.run(["ipcs", "-m"], capture_output=True, text=True, check=True).stdout
     assert shmid not in [line.split()[1] for line in ipcs.splitlines() if len(line.split()) > 1]

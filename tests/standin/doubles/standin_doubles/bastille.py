@@ -340,6 +340,8 @@ def start_one(conf, name):
             subprocess.run(["/bin/mount", "--bind", f[0], f[1]], check=False, capture_output=True)
             if f[3].split(",")[0] == "ro":
                 subprocess.run(["/bin/mount", "-o", "remount,bind,ro", f[1]], check=False, capture_output=True)
+    # jail(8) exec.start ("/bin/sh /etc/rc"): the jail boots its own services (jails.py)
+    J.exec_start(name)
     out(f"{name}: created")
     return 0
 

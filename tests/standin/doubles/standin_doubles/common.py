@@ -109,9 +109,16 @@ def kernel(write=False):
                 state = json.load(fh)
         except FileNotFoundError:
             state = default_kernel()
+        if write and state.get("jail"):
+            # inside a jail kernel.json is the jail's own view (jails.py): read-only
+            from .jails import refuse_kernel_write
+            refuse_kernel_write(state)
         yield state
         if write:
             atomic_write(KERNEL, json.dumps(state, indent=1, sort_keys=True) + "\n")
+            # real namespaces follow every change of the simulated kernel (netns.py)
+            from .netns import reconcile
+            reconcile(state)
 
 
 def run_main(cmd, func, argv):

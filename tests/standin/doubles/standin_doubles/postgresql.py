@@ -25,11 +25,21 @@ Stand-in deviations (labelled in every wrapper):
   - client tools default PGHOST to /tmp, FreeBSD's compiled-in socket
     directory (Debian's build defaults to /var/run/postgresql);
   - ``pg_ctl start|restart`` starts the server with
-    ``unix_socket_directories=/tmp`` (FreeBSD's default) and
-    ``listen_addresses=''``: the stand-in's jails share the machine's network
-    stack (no VNET), so every jail's server listens on its own unix socket
-    only; its log goes to /var/db/postgres/standin-server.log because the
-    stand-in has no syslogd (FreeBSD's package logs to syslog).
+    ``unix_socket_directories=/tmp`` (FreeBSD's default; Debian's build
+    defaults to /var/run/postgresql); its log goes to
+    /var/db/postgres/standin-server.log because the stand-in has no syslogd
+    (FreeBSD's package logs to syslog).
+
+As on FreeBSD the server listens on TCP at the ``listen_addresses`` of its
+postgresql.conf (default 'localhost'), in the network stack of the jail it
+runs in: a VNET jail of the stand-in has its own network namespace with its
+address (netns.py), so ``psql -h 10.0.1.5`` from the host or from another
+jail reaches it and pg_hba.conf decides.  Its shared memory follows the
+jail's sysvshm parameter: without it (jail(8) default "disable") the server
+does not start, as on FreeBSD, where shmget(2) fails with ENOSYS ("could not
+create shared memory segment: Function not implemented"); in the stand-in
+Linux refuses the segment with ENOSPC ("No space left on device", see
+netns.IPC_OFF).
 """
 
 import glob
@@ -79,13 +89,13 @@ def wrapper(spec):
     )
     if tool == "pg_ctl":
         return head + (
-            "# start/restart: the server listens only on its unix socket in /tmp (FreeBSD's default\n"
-            "# directory; the stand-in's jails share one network stack) and, without syslogd, logs to\n"
-            f"# {SERVER_LOG} unless -l is given.\n"
+            "# start/restart: the unix socket goes to /tmp (FreeBSD's default directory), TCP follows\n"
+            "# listen_addresses of postgresql.conf in the jail's own network stack and, without syslogd,\n"
+            f"# the server logs to {SERVER_LOG} unless -l is given.\n"
             "for a in \"$@\"; do\n"
             "\tcase $a in\n"
             "\tstart|restart)\n"
-            f"\t\texec {real}/pg_ctl -o \"-c unix_socket_directories=/tmp -c listen_addresses=''\" "
+            f"\t\texec {real}/pg_ctl -o \"-c unix_socket_directories=/tmp\" "
             f"-l {SERVER_LOG} \"$@\" ;;\n"
             "\tesac\n"
             "done\n"
