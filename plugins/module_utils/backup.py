@@ -26,6 +26,7 @@ import fcntl
 import fnmatch
 import grp
 import hashlib
+import hmac
 import json
 import os
 import pwd
@@ -60,6 +61,19 @@ EXTRA_PATH = ("/sbin", "/bin", "/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr
 PG_BIN = "/usr/local/bin"
 UTC = datetime.timezone.utc  # noqa: UP017 - the host tool also runs on Python < 3.11
 DEFAULT_PLAN_PATH = "/usr/local/etc/warden/plan.json"
+# Integrity of the archives on disk: <agent dir>/.verified.json records, per
+# archive, the size and mtime it had when its sha256 was last checked in full,
+# and when; archives that fail a check are moved into <agent dir>/damaged/.
+VERIFIED_NAME = ".verified.json"
+DAMAGED_DIR = "damaged"
+VERIFY_EVERY_DAYS = 7
+# Every child process is bounded: a stream that makes no progress for this
+# long is killed (pg_dump waiting on a lock, a stuck compressor), other
+# commands get a total time limit.
+CHILD_IDLE_TIMEOUT = 600
+COMMAND_TIMEOUT = 600
+DB_RESTORE_TIMEOUT = 4 * 3600
+ENV_MAX_SIZE = 1024 * 1024
 
 _NAME_RE = re.compile(r"^(?P<agent>.+)_(?P<stamp>\d{8}T\d{6}Z)(?P<ext>\.tar\.(?:zst|xz|gz))$")
 
@@ -138,10 +152,19 @@ def require_command(name):
     return found
 
 
-def run(argv, check=True, stdin=None):
-    proc = subprocess.run(
-        argv, stdin=stdin if stdin is not None else subprocess.DEVNULL, capture_output=True, check=False
-    )
+def run(argv, check=True, stdin=None, timeout=COMMAND_TIMEOUT, input_data=None):
+    """Run a command to completion, at most `timeout` seconds (it is killed then)."""
+    try:
+        proc = subprocess.run(
+            argv,
+            stdin=stdin if stdin is not None or input_data is not None else subprocess.DEVNULL,
+            input=input_data,
+            capture_output=True,
+            check=False,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise BackupError(f"{' '.join(argv)} did not finish within {timeout} s and was killed") from None
     out = proc.stdout.decode("utf-8", "replace")
     err = proc.stderr.decode("utf-8", "replace")
     if check and proc.returncode != 0:
@@ -164,17 +187,27 @@ def atomic_write(path, data, mode=0o600, durable=True):
     tmp = os.path.join(directory, "." + os.path.basename(path) + PARTIAL_SUFFIX)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, mode)
-    os.rename(tmp, path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise io_error(exc, path) from exc
     if durable:
         fsync_dir(directory)
+
+
+def io_error(exc, path):
+    """A BackupError naming the cause and the file: `No space left on device on /var/backups/...`."""
+    return BackupError(f"{exc.strerror or exc} on {path}")
 
 
 def sha256_file(path):
@@ -254,7 +287,10 @@ def orphan_workspaces(plan):
     return [
         os.path.join(base, n)
         for n in names
-        if n not in known and os.path.isdir(os.path.join(base, n)) and not os.path.islink(os.path.join(base, n))
+        if n not in known
+        and not n.startswith(RESTORE_PREFIX)  # a restore's root-only staging
+        and os.path.isdir(os.path.join(base, n))
+        and not os.path.islink(os.path.join(base, n))
     ]
 
 
@@ -320,10 +356,43 @@ def _entry(path, src, st, kind, target=None):
     return e
 
 
-def scan_tree(root, prefix, rules, skipped=None):
+# Directories are opened one component at a time, relative to the directory
+# above, never following a symlink (the agent owns the tree and may swap a
+# directory for a link at any moment); O_NONBLOCK so that a FIFO swapped in
+# cannot block an open.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_dir(name, dir_fd=None, expect=None, label=None):
+    """Open the directory `name` (relative to dir_fd) without following a
+    symlink; `expect` (a stat result) must be the same inode. Raises
+    BackupError naming `label` when it is not a directory (any more)."""
+    label = label or name
+    try:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        # Linux: ELOOP or ENOTDIR for a symlink; FreeBSD: EMLINK
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+            raise BackupError(f"{label} is not a directory any more (replaced by a link or file?)") from None
+        raise
+    if expect is not None:
+        st = os.fstat(fd)
+        if st.st_ino != expect.st_ino or st.st_dev != expect.st_dev:
+            os.close(fd)
+            raise BackupError(f"{label} was replaced while it was read")
+    return fd
+
+
+def scan_tree(root, prefix, rules, skipped=None, links=None):
     """Stat-only walk of root; returns entries (dirs, files, symlinks) in
     archive order: depth first, names sorted, a directory before its contents
-    (the order of sorting the paths by their components)."""
+    (the order of sorting the paths by their components). Every directory is
+    opened relative to its parent without following links. With `links` (a
+    dict), a file whose inode was already listed becomes a hard link ("h")
+    to that first path, and a file with several links that is not owned by
+    the owner of root is skipped (a hard link the agent made to a file
+    elsewhere on the file system, e.g. one only root may read)."""
     entries = []
     try:
         st = os.lstat(root)
@@ -333,14 +402,20 @@ def scan_tree(root, prefix, rules, skipped=None):
         raise
     if not stat.S_ISDIR(st.st_mode):
         raise BackupError(f"{root} is not a directory")
-    entries.append(_entry(prefix, root, st, "d"))
-    _scan_dir(root, "", prefix + "/", rules, entries, skipped)
+    fd = open_dir(root, expect=st)
+    try:
+        entries.append(_entry(prefix, root, st, "d"))
+        if links is not None:
+            links[None] = st.st_uid
+        _scan_dir(fd, root, "", prefix + "/", rules, entries, skipped, links)
+    finally:
+        os.close(fd)
     return entries
 
 
-def _scan_dir(directory, rel, prefix, rules, entries, skipped):
+def _scan_dir(fd, directory, rel, prefix, rules, entries, skipped, links=None):
     try:
-        with os.scandir(directory) as it:
+        with os.scandir(fd) as it:
             items = sorted(it, key=lambda d: d.name)
     except OSError as exc:
         raise BackupError(f"cannot read {directory}: {exc}") from exc
@@ -348,20 +423,35 @@ def _scan_dir(directory, rel, prefix, rules, entries, skipped):
     for item in items:
         name = item.name
         relpath = rel + "/" + name if rel else name
+        src = directory + "/" + name
         st = item.stat(follow_symlinks=False)
         mode = st.st_mode
         if stat.S_ISDIR(mode):
             if is_excluded(relpath, True, rules, name):
                 continue
-            entries.append(_entry(prefix + relpath, item.path, st, "d"))
-            _scan_dir(item.path, relpath, prefix, rules, entries, skipped)
+            entries.append(_entry(prefix + relpath, src, st, "d"))
+            sub = open_dir(name, fd, expect=st, label=src)
+            try:
+                _scan_dir(sub, src, relpath, prefix, rules, entries, skipped, links)
+            finally:
+                os.close(sub)
             continue
         if (file_base is not None and file_base(name)) or (file_path is not None and file_path(relpath)):
             continue
         if stat.S_ISREG(mode):
-            entries.append(_entry(prefix + relpath, item.path, st, "f"))
+            first = None
+            if links is not None and st.st_nlink > 1:
+                if st.st_uid != links.get(None, st.st_uid):
+                    if skipped is not None:
+                        skipped.append(prefix + relpath)
+                    continue
+                first = links.setdefault((st.st_dev, st.st_ino), prefix + relpath)
+            if first is not None and first != prefix + relpath:
+                entries.append(_entry(prefix + relpath, src, st, "h", first))
+            else:
+                entries.append(_entry(prefix + relpath, src, st, "f"))
         elif stat.S_ISLNK(mode):
-            entries.append(_entry(prefix + relpath, item.path, st, "l", os.readlink(item.path)))
+            entries.append(_entry(prefix + relpath, src, st, "l", os.readlink(name, dir_fd=fd)))
         elif skipped is not None:
             skipped.append(prefix + relpath)
 
@@ -437,18 +527,23 @@ def dump_database(jail, dbname, dest=None):
     errbuf = []
     err_thread = threading.Thread(target=lambda: errbuf.append(proc.stderr.read()))
     err_thread.start()
+    watchdog = _Watchdog(proc, CHILD_IDLE_TIMEOUT)
     full, content = hashlib.sha256(), hashlib.sha256()
     head, header_done, size = b"", False, 0
-    out = open(dest, "wb") if dest else None  # noqa: SIM115 - closed in the finally below
+    out = None
     try:
+        if dest:
+            out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        src = proc.stdout.fileno()
         while True:
-            block = proc.stdout.read(CHUNK)
+            block = os.read(src, CHUNK)
             if not block:
                 break
+            watchdog.touch()
             size += len(block)
             full.update(block)
-            if out:
-                out.write(block)
+            if out is not None:
+                _write_fd(out, block, dest)
             if header_done:
                 content.update(block)
             else:
@@ -458,18 +553,71 @@ def dump_database(jail, dbname, dest=None):
                     _content_start(content, head)
         if not header_done:
             _content_start(content, head)
-        if out:
-            out.flush()
-            os.fsync(out.fileno())
+        if out is not None:
+            try:
+                os.fsync(out)
+            except OSError as exc:
+                raise io_error(exc, dest) from exc
+    except BaseException:
+        # a write error (a full disk) or an interruption: end pg_dump now, it
+        # would block on the pipe nobody reads any more
+        with contextlib.suppress(OSError):
+            proc.kill()
+        raise
     finally:
-        if out:
-            out.close()
+        if out is not None:
+            os.close(out)
         rc = proc.wait()
+        watchdog.stop()
         err_thread.join()
+        proc.stdout.close()
+        proc.stderr.close()
+    if watchdog.fired:
+        raise BackupError(
+            f"pg_dump of {dbname} in jail {jail} produced no output for {CHILD_IDLE_TIMEOUT} s and was killed"
+        )
     if rc != 0 or size == 0:
         err = b"".join(errbuf).decode("utf-8", "replace").strip()
         raise BackupError(f"pg_dump of {dbname} in jail {jail} failed (rc={rc}): {err}")
     return {"sha256": full.hexdigest(), "content_sha256": content.hexdigest(), "size": size}
+
+
+class _Watchdog:
+    """Kills a child process that makes no progress (no touch()) for
+    `timeout` seconds; `fired` says whether it did."""
+
+    def __init__(self, proc, timeout):
+        self.proc, self.timeout = proc, timeout
+        self.last = time.monotonic()
+        self.fired = False
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def touch(self):
+        self.last = time.monotonic()
+
+    def _watch(self):
+        while not self.done.wait(min(1.0, self.timeout)):
+            if time.monotonic() - self.last > self.timeout and self.proc.poll() is None:
+                self.fired = True
+                with contextlib.suppress(OSError):
+                    self.proc.kill()
+                return
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+
+
+def _write_fd(fd, data, path):
+    """Write all of data to fd; an error names the file (`No space left on device on PATH`)."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as exc:
+        raise io_error(exc, path) from exc
 
 
 def _content_start(digest, head):
@@ -499,7 +647,7 @@ def restore_database(jail, dbname, dump_path, role=None, foreign=False):
             argv.append("--role=" + role)
     argv += ["-d", dbname]
     with open(dump_path, "rb") as handle:
-        run(argv, stdin=handle)
+        run(argv, stdin=handle, timeout=DB_RESTORE_TIMEOUT)
 
 
 # --------------------------------------------------------------------------
@@ -516,27 +664,145 @@ def soul_commit(path):
     return out.strip() if rc == 0 and out.strip() else None
 
 
-def check_passphrase_file(path):
+def open_passphrase_file(path):
+    """The passphrase file, opened without following a symlink and checked on
+    the descriptor: a non-empty regular file owned by root (the user running
+    the backup) and readable by no one else. Returns the descriptor."""
     if not path:
         raise BackupError(
             "include_env is true but no env_passphrase_file is set: refusing to archive the env file unencrypted"
         )
     try:
-        st = os.stat(path)
-    except OSError:
-        raise BackupError(f"env_passphrase_file {path} does not exist") from None
-    if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
-        raise BackupError(f"env_passphrase_file {path} is not a non-empty regular file")
-    if st.st_mode & 0o077:
-        raise BackupError(f"env_passphrase_file {path} is readable by group or others (chmod 600 it)")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise BackupError(f"env_passphrase_file {path} does not exist") from None
+        if exc.errno in (errno.ELOOP, errno.EMLINK):  # O_NOFOLLOW on a symlink: Linux ELOOP, FreeBSD EMLINK
+            raise BackupError(f"env_passphrase_file {path} is a symlink (point the setting at the file)") from None
+        raise BackupError(f"env_passphrase_file {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+            raise BackupError(f"env_passphrase_file {path} is not a non-empty regular file")
+        if st.st_uid not in (0, os.geteuid()):
+            raise BackupError(f"env_passphrase_file {path} is owned by uid {st.st_uid}, not root (chown root it)")
+        if st.st_mode & 0o077:
+            raise BackupError(f"env_passphrase_file {path} is readable by group or others (chmod 600 it)")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
-def openssl_crypt(src, dest, passphrase_file, decrypt=False):
-    argv = [require_command("openssl"), "enc", "-aes-256-cbc", "-pbkdf2", "-salt"]
-    if decrypt:
-        argv.append("-d")
-    argv += ["-in", src, "-out", dest, "-pass", "file:" + passphrase_file]
-    run(argv)
+def check_passphrase_file(path):
+    os.close(open_passphrase_file(path))
+
+
+def openssl_cipher(data, passphrase_file, decrypt=False):
+    """Encrypt (decrypt=False) or decrypt bytes with `openssl enc -aes-256-cbc
+    -pbkdf2`, through pipes: the plaintext is never written to a file. The
+    passphrase file is handed to openssl as the descriptor that was checked
+    (`-pass fd:N`). Returns (output, check): check is an HMAC-SHA256 of the
+    plaintext keyed with the passphrase file, recorded in the manifest so
+    that a wrong passphrase is always recognised (openssl's padding check
+    misses one in 256)."""
+    fd = open_passphrase_file(passphrase_file)
+    try:
+        argv = [require_command("openssl"), "enc", "-aes-256-cbc", "-pbkdf2", "-salt"]
+        if decrypt:
+            argv.append("-d")
+        argv += ["-pass", f"fd:{fd}"]
+        try:
+            proc = subprocess.run(
+                argv, input=data, capture_output=True, check=False, timeout=COMMAND_TIMEOUT, pass_fds=(fd,)
+            )
+        except subprocess.TimeoutExpired:
+            raise BackupError(f"openssl did not finish within {COMMAND_TIMEOUT} s and was killed") from None
+        key = hashlib.sha256(os.pread(fd, 65536, 0)).digest()
+    finally:
+        os.close(fd)
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        if decrypt:
+            raise BackupError(
+                f"cannot decrypt the env file with {passphrase_file}: wrong passphrase or damaged data "
+                f"(openssl rc={proc.returncode}: {err[0] if err else ''})"
+            )
+        raise BackupError(f"openssl could not encrypt the env file (rc={proc.returncode}): {' '.join(err)}")
+    plain = proc.stdout if decrypt else data
+    return proc.stdout, hmac.new(key, plain, hashlib.sha256).hexdigest()
+
+
+def decrypt_env_member(path, env, passphrase_file):
+    """The plaintext of an archive's encrypted env member (extracted to path),
+    in memory. The member's sha256 is checked again, and the passphrase
+    against the HMAC the backup recorded (archives written before it was
+    recorded rely on openssl's padding check)."""
+    data = read_private_file(path, limit=2 * ENV_MAX_SIZE)
+    if env.get("sha256") and hashlib.sha256(data).hexdigest() != env["sha256"]:
+        raise BackupError(f"{path}: the encrypted env file differs from the manifest")
+    plain, check = openssl_cipher(data, passphrase_file, decrypt=True)
+    recorded = env.get("plaintext_hmac_sha256")
+    if recorded and not hmac.compare_digest(recorded, check):
+        raise BackupError(f"cannot decrypt the env file with {passphrase_file}: wrong passphrase")
+    return plain
+
+
+def read_private_file(path, limit=ENV_MAX_SIZE):
+    """Contents of a small regular file, opened without following a symlink
+    and without blocking on a FIFO."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise BackupError(f"{path} is not a regular file")
+        if st.st_size > limit:
+            raise BackupError(f"{path} is larger than {limit} bytes")
+        chunks = []
+        while True:
+            block = os.read(fd, CHUNK)
+            if not block:
+                break
+            chunks.append(block)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def write_private_file(dest, data, ids=None):
+    """Atomically replace dest with data, mode 0600 from the moment it is
+    created (O_EXCL, never a wider mode), owned by ids (uid, gid) when given
+    (fchown on the descriptor), every step relative to the directory's
+    descriptor and never following a symlink. A failure removes the partial file."""
+    directory, base = os.path.split(dest)
+    try:
+        dfd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise io_error(exc, directory) from exc
+    tmp = f".{base}.{os.getpid()}{PARTIAL_SUFFIX}"
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dfd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dfd)
+        try:
+            try:
+                os.fchmod(fd, 0o600)
+                if ids:
+                    os.fchown(fd, ids[0], ids[1])
+                _write_fd(fd, data, dest)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, base, src_dir_fd=dfd, dst_dir_fd=dfd)
+            os.fsync(dfd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dfd)
+            raise
+    except OSError as exc:
+        raise io_error(exc, dest) from exc
+    finally:
+        os.close(dfd)
 
 
 def zfs_dataset(path):
@@ -682,7 +948,7 @@ def _read_exactly(fd, size, name):
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-_USTAR_TYPES = {"f": b"0", "d": b"5", "l": b"2"}
+_USTAR_TYPES = {"f": b"0", "d": b"5", "l": b"2", "h": b"1"}
 BLOCKSIZE = tarfile.BLOCKSIZE
 _ZEROS = bytes(BLOCKSIZE)
 
@@ -732,6 +998,52 @@ def _byte_sum(block):
     return (zlib.adler32(block[:256]) & 0xFFFF) + (zlib.adler32(block[256:]) & 0xFFFF) - 2
 
 
+class _SourceDirs:
+    """The open directories leading to the entry being archived, each opened
+    relative to the one above without following a symlink and checked to be
+    the inode the walk listed. A directory or file the agent swaps for a
+    symlink (or a FIFO) after the walk fails the backup; nothing outside the
+    tree is read and no open blocks."""
+
+    def __init__(self):
+        self.stack = []  # [(archive path, fd)], the section root first
+
+    def _unwind(self, parent, label):
+        while self.stack and self.stack[-1][0] != parent:
+            os.close(self.stack.pop()[1])
+        if parent and not self.stack:
+            raise BackupError(f"{label}: its directory was not opened")
+
+    def enter(self, e):
+        parent, _sep, name = e.path.rpartition("/")
+        self._unwind(parent, e.src)
+        # a section root is opened by its path (the plan's, or a snapshot's)
+        fd = open_dir(name, self.stack[-1][1], label=e.src) if parent else open_dir(e.src)
+        if os.fstat(fd).st_ino != e.ino:
+            os.close(fd)
+            raise BackupError(f"{e.src} was replaced while it was archived")
+        self.stack.append((e.path, fd))
+
+    def open_file(self, e):
+        parent, _sep, name = e.path.rpartition("/")
+        self._unwind(parent, e.src)
+        try:
+            fd = os.open(name, _READ_FLAGS, dir_fd=self.stack[-1][1])
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EMLINK, errno.ENOENT, errno.ENXIO):
+                raise BackupError(f"{e.src} was replaced while it was archived") from None
+            raise
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_ino != e.ino:
+            os.close(fd)
+            raise BackupError(f"{e.src} was replaced while it was archived")
+        return fd
+
+    def close(self):
+        while self.stack:
+            os.close(self.stack.pop()[1])
+
+
 class ArchiveWriter:
     """A tar stream compressed by a `zstd` child (`-T0`; `--single-thread`
     when size_hint says the stream is small) or lzma/gzip in process into
@@ -742,7 +1054,7 @@ class ArchiveWriter:
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         self.out = os.fdopen(self.fd, "wb", buffering=CHUNK)
         self.hashing = _HashingWriter(self.out)
-        self.proc = self.thread = self.compressor = None
+        self.proc = self.thread = self.compressor = self.watchdog = None
         self.reader_error = []
         if compression == "zstd":
             # zstd -T0 compresses jobs of several MB on its worker threads; a stream
@@ -750,19 +1062,20 @@ class ArchiveWriter:
             threads = "--single-thread" if size_hint is not None and size_hint < ZSTD_THREADS_FROM else "-T0"
             argv = [require_command("zstd"), f"-{level or 3}", threads, "-q", "-c"]
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=CHUNK)
+            self.watchdog = _Watchdog(self.proc, CHILD_IDLE_TIMEOUT)
             self.thread = threading.Thread(target=self._pump)
             self.thread.start()
-            sink = _BatchSink(_write_all(self.proc.stdin.fileno()))
+            sink = _BatchSink(self._guard(_write_all(self.proc.stdin.fileno())))
         elif compression == "xz":
             import lzma
 
             self.compressor = lzma.LZMAFile(self.hashing, "wb", preset=level or 6)  # noqa: SIM115 - finish()
-            sink = _BatchSink(self.compressor.write)
+            sink = _BatchSink(self._guard(self.compressor.write))
         elif compression == "gzip":
             import gzip
 
             self.compressor = gzip.GzipFile(fileobj=self.hashing, mode="wb", compresslevel=level or 6, mtime=0)
-            sink = _BatchSink(self.compressor.write)
+            sink = _BatchSink(self._guard(self.compressor.write))
         else:
             raise BackupError(f"unknown compression {compression!r}")
         self.sink = sink
@@ -780,17 +1093,49 @@ class ArchiveWriter:
                 count = os.readv(src, [view])
                 if not count:
                     break
+                self.watchdog.touch()
                 block = view[:count]
                 digest.update(block)
                 while block:
                     block = block[os.write(dst, block) :]
                 self.hashing.size += count
-        except Exception as exc:  # reported by finish()
+        except Exception as exc:  # reported by the next write or finish()
             self.reader_error.append(exc)
+            # end the pipeline now: zstd would block on the pipe nobody reads
+            # and the tar writer on zstd's input, with the agent's lock held
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+
+    def _guard(self, put):
+        """put() for the tar stream that fails at once, naming the cause, when
+        the partial file cannot be written (ENOSPC, EIO) or zstd died."""
+
+        def guarded(data):
+            if self.reader_error:
+                raise self._failure()
+            if self.watchdog is not None:
+                self.watchdog.touch()
+            try:
+                put(data)
+            except OSError as exc:
+                raise self._failure(exc) from exc
+
+        return guarded
+
+    def _failure(self, exc=None):
+        if self.reader_error:
+            exc = self.reader_error[0]
+        if self.watchdog is not None and self.watchdog.fired:
+            return BackupError(f"zstd made no progress for {CHILD_IDLE_TIMEOUT} s and was killed (writing {self.path})")
+        if isinstance(exc, BackupError):
+            return exc
+        if exc is None:
+            return BackupError(f"zstd failed while writing {self.path}")
+        return io_error(exc, self.path)
 
     def _info(self, name, kind, size=0, mode=0o644, mtime=0, uid=0, gid=0, target=None):
         info = tarfile.TarInfo(name)
-        info.type = {"f": tarfile.REGTYPE, "d": tarfile.DIRTYPE, "l": tarfile.SYMTYPE}[kind]
+        info.type = {"f": tarfile.REGTYPE, "d": tarfile.DIRTYPE, "l": tarfile.SYMTYPE, "h": tarfile.LNKTYPE}[kind]
         info.size = size if kind == "f" else 0
         info.mode = mode
         info.mtime = int(mtime)
@@ -817,6 +1162,13 @@ class ArchiveWriter:
         return self._name(grp.getgrgid, gid)
 
     def add_entry(self, e):
+        """Archive one entry of the walk; entries come in the walk's order
+        (a directory before its contents), files are opened through the
+        directories above them (see _SourceDirs)."""
+        if not hasattr(self, "sources"):
+            self.sources = _SourceDirs()
+        if e.kind == "d":
+            self.sources.enter(e)
         mtime = e.mtime_ns // 1000000000
         header = ustar_header(
             e.path, e.kind, e.size, e.mode, mtime, e.uid, e.gid, self._user(e.uid), self._group(e.gid), e.target or ""
@@ -829,11 +1181,8 @@ class ArchiveWriter:
             sink.write(header)
             self.tar.offset += BLOCKSIZE
             return
-        fd = os.open(e.src, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = self.sources.open_file(e)
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_ino != e.ino:
-                raise BackupError(f"{e.src} was replaced while it was archived")
             pad = -size % BLOCKSIZE
             if size <= CHUNK:
                 # the common small file: header, data and padding go into the batch buffer
@@ -870,11 +1219,8 @@ class ArchiveWriter:
         if e.kind != "f":
             self.tar.addfile(info)
             return
-        fd = os.open(e.src, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = self.sources.open_file(e)
         with os.fdopen(fd, "rb", buffering=0) as handle:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_ino != e.ino:
-                raise BackupError(f"{e.src} was replaced while it was archived")
             reader = _HashingReader(handle, e.size, e.src)
             self.tar.addfile(info, reader)
         e.sha256 = reader.digest.hexdigest()
@@ -889,27 +1235,38 @@ class ArchiveWriter:
 
     def finish(self):
         """Close the stream, fsync; returns (sha256, size) of the compressed file."""
-        self.tar.close()
-        self.sink.flush()
-        if self.proc:
-            self.proc.stdin.close()
-            self.thread.join()
-            rc = self.proc.wait()
-            if rc != 0 or self.reader_error:
-                raise BackupError(f"zstd failed (rc={rc}) {self.reader_error or ''}")
-        else:
-            self.compressor.close()
-        self.out.flush()
-        os.fsync(self.out.fileno())
-        self.out.close()
+        if hasattr(self, "sources"):
+            self.sources.close()
+        try:
+            self.tar.close()
+            self.sink.flush()
+            if self.proc:
+                self.proc.stdin.close()
+                self.thread.join()
+                rc = self.proc.wait()
+                self.watchdog.stop()
+                if self.reader_error or self.watchdog.fired:
+                    raise self._failure()
+                if rc != 0:
+                    raise BackupError(f"zstd failed (rc={rc}) writing {self.path}")
+            else:
+                self.compressor.close()
+            self.out.flush()
+            os.fsync(self.out.fileno())
+            self.out.close()
+        except OSError as exc:
+            raise self._failure(exc) from exc
         return self.hashing.digest.hexdigest(), self.hashing.size
 
     def abort(self):
+        if hasattr(self, "sources"):
+            self.sources.close()
         for closer in (
             lambda: self.proc and self.proc.kill(),
             lambda: self.proc and self.proc.stdin.close(),
             lambda: self.thread and self.thread.join(),
             lambda: self.proc and self.proc.wait(),
+            lambda: self.watchdog and self.watchdog.stop(),
             self.out.close,
         ):
             with contextlib.suppress(Exception):  # best effort cleanup of a failed archive
@@ -1021,6 +1378,193 @@ def good_archives(agent_dir, agent):
     return [a for a in list_archives(agent_dir, agent) if a["state"] == "good"]
 
 
+def iso_time(when):
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def load_verified(agent_dir):
+    """Per archive name, what its last full verification found: {"size",
+    "mtime_ns", "verified" (UTC time), "sha256"}. Empty when the record is
+    missing or unreadable (then the next run hashes the newest archive in full)."""
+    try:
+        with open(os.path.join(agent_dir, VERIFIED_NAME), "rb") as handle:
+            data = json.loads(handle.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    archives = data.get("archives") if isinstance(data, dict) and data.get("format") == FORMAT else None
+    return archives if isinstance(archives, dict) else {}
+
+
+def save_verified(agent_dir, records):
+    """Write the verification record, keeping only archives that still exist.
+    Call only while holding the agent lock."""
+    kept = {n: r for n, r in records.items() if os.path.exists(os.path.join(agent_dir, n))}
+    data = json.dumps({"format": FORMAT, "archives": kept}, sort_keys=True).encode("utf-8")
+    atomic_write(os.path.join(agent_dir, VERIFIED_NAME), data)
+
+
+def record_matches(record, st):
+    """The archive still has the size and mtime it had when it was last verified in full."""
+    return bool(record) and record.get("size") == st.st_size and record.get("mtime_ns") == st.st_mtime_ns
+
+
+def verification_due(record, st, now, every_days):
+    """A full sha256 check is due: no record, size or mtime changed since it,
+    or it is `every_days` days old (0: every run)."""
+    if not record_matches(record, st):
+        return True
+    try:
+        last = datetime.datetime.strptime(record.get("verified") or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return True
+    return (now - last).total_seconds() >= float(every_days) * 86400
+
+
+def move_aside(agent_dir, paths):
+    """Move files into <agent_dir>/damaged/ (0700) for inspection; never
+    overwrites an earlier one there. Returns the new paths."""
+    target = os.path.join(agent_dir, DAMAGED_DIR)
+    makedirs_private(target)
+    moved = []
+    for path in paths:
+        if not os.path.lexists(path):
+            continue
+        base = os.path.basename(path)
+        dest, count = os.path.join(target, base), 0
+        while os.path.lexists(dest):
+            count += 1
+            dest = os.path.join(target, f"{base}.{count}")
+        os.rename(path, dest)
+        moved.append(dest)
+    fsync_dir(target)
+    fsync_dir(agent_dir)
+    cache = getattr(_ManifestCache.local, "entries", None)
+    if cache:
+        for path in paths:
+            cache.pop(path, None)
+            cache.pop(manifest_path(path), None)
+    return moved
+
+
+def read_manifest_raw(archive_path):
+    """The manifest file as JSON (None when missing, "unreadable" when it does not parse)."""
+    try:
+        with open(manifest_path(archive_path), "rb") as handle:
+            return json.loads(handle.read().decode("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return "unreadable"
+
+
+def rebuild_manifest(path, agent, agent_entry=None, host=None, reason="", now=None):
+    """A manifest for an archive whose own is missing or damaged, built by
+    reading the archive through (the compressor's and tar's own checks catch
+    a truncated or corrupt stream): every member's type, mode, mtime, size and
+    sha256, the databases and the env member. It has no content digest, so the
+    next backup of the agent writes a new archive. Raises BackupError when
+    the archive does not read back cleanly or holds members the backup never writes."""
+    parsed = parse_archive_name(os.path.basename(path), agent)
+    if not parsed:
+        raise BackupError(f"{path} is not named like an archive of {agent}")
+    agent_entry = agent_entry or {}
+    plan_db = agent_entry.get("db") or {}
+    files, dbs, env = [], [], {"included": False}
+    tar, closer = open_tar_stream(path, parsed[2])
+    try:
+        for info in tar:
+            name = info.name
+            if not _safe_member(name):
+                raise BackupError(f"{path}: member {name!r} is not a safe relative path")
+            head, _sep, rest = name.partition("/")
+            mode, mtime = info.mode & 0o7777, int(info.mtime)
+            if head in SECTIONS and info.isdir():
+                files.append({"mode": mode, "mtime": mtime, "path": name, "type": "d"})
+            elif head in SECTIONS and info.issym():
+                files.append({"mode": mode, "mtime": mtime, "path": name, "target": info.linkname, "type": "l"})
+            elif info.isreg() and (head in SECTIONS or (head == "dbs" and rest.endswith(".dump")) or head == "env"):
+                digest, content, start = hashlib.sha256(), hashlib.sha256(), b""
+                source = tar.extractfile(info)
+                while True:
+                    block = source.read(CHUNK)
+                    if not block:
+                        break
+                    digest.update(block)
+                    if head == "dbs":
+                        if start is not None and len(start) < 4096:
+                            start += block
+                            if len(start) >= 4096:
+                                _content_start(content, start)
+                                start = None
+                        else:
+                            content.update(block)
+                if head == "dbs" and start is not None:
+                    _content_start(content, start)
+                sha = digest.hexdigest()
+                if head in SECTIONS:
+                    files.append(
+                        {"mode": mode, "mtime": mtime, "path": name, "sha256": sha, "size": info.size, "type": "f"}
+                    )
+                elif head == "dbs":
+                    key = rest[: -len(".dump")]
+                    dbs.append(
+                        {
+                            "key": key,
+                            "name": (plan_db.get("databases") or {}).get(key, key),
+                            "jail": plan_db.get("jail"),
+                            "member": name,
+                            "format": "pg_dump-custom",
+                            "size": info.size,
+                            "sha256": sha,
+                            "content_sha256": content.hexdigest(),
+                        }
+                    )
+                else:
+                    env = {
+                        "included": True,
+                        "encrypted": "aes-256-cbc-pbkdf2",
+                        "member": name,
+                        "sha256": sha,
+                        "size": info.size,
+                        "source": (agent_entry.get("paths") or {}).get("env_file"),
+                    }
+            else:
+                raise BackupError(f"{path}: member {name!r} is not one a backup writes")
+        _finish_stream(closer)
+    except BackupError:
+        _kill_stream(closer)
+        raise
+    except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error) as exc:
+        _kill_stream(closer)
+        raise BackupError(f"{path}: cannot read archive: {exc}") from exc
+    if not files:
+        raise BackupError(f"{path}: the archive holds no workspace or state")
+    paths = agent_entry.get("paths") or {}
+    return {
+        "format": FORMAT,
+        "agent": agent,
+        "host": host or socket.gethostname(),
+        "created": iso_time(parsed[1]),
+        "stamp": format_stamp(parsed[1]),
+        "collection_version": __version__,
+        "archive": os.path.basename(path),
+        "compression": parsed[2],
+        "archive_sha256": sha256_file(path),
+        "archive_size": os.path.getsize(path),
+        "soul_commit": None,
+        "consistency": "unknown",
+        "snapshots": [],
+        "sources": dict((s, paths.get(s)) for s in SECTIONS),
+        "excludes": [],
+        "skipped": [],
+        "databases": dbs,
+        "env": env,
+        "content_digest": None,
+        "rebuilt": {"at": iso_time(now or utcnow()), "reason": reason},
+        "files": files,
+    }
+
+
 def open_tar_stream(path, compression):
     """Return (tarfile, closer) reading the archive as a stream."""
     if compression == "zstd":
@@ -1031,13 +1575,25 @@ def open_tar_stream(path, compression):
             stderr=subprocess.PIPE,
             bufsize=CHUNK,
         )
-        tar = tarfile.open(fileobj=proc.stdout, mode="r|")  # noqa: SIM115 - closed by close()
+        try:
+            tar = tarfile.open(fileobj=proc.stdout, mode="r|")  # noqa: SIM115 - closed by close()
+        except BaseException:
+            _end_child(proc)
+            raise
 
-        def close():
+        def close(abort=False):
+            """Finish reading (the rest of the stream is returned), or with
+            abort=True end zstd at once: a reader that stopped early never
+            leaves it blocked on a full pipe."""
+            if abort:
+                _end_child(proc)
+                return b""
             tar.close()
             rest = proc.stdout.read()
             err = proc.stderr.read()
             rc = proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
             if rc != 0:
                 raise BackupError(f"zstd -d failed (rc={rc}): {err.decode('utf-8', 'replace').strip()}")
             return rest
@@ -1045,18 +1601,33 @@ def open_tar_stream(path, compression):
         return tar, close
     mode = {"xz": "r|xz", "gzip": "r|gz"}[compression]
     handle = open(path, "rb")  # noqa: SIM115 - closed by close_plain()
-    tar = tarfile.open(fileobj=handle, mode=mode)  # noqa: SIM115 - closed by close_plain()
+    try:
+        tar = tarfile.open(fileobj=handle, mode=mode)  # noqa: SIM115 - closed by close_plain()
+    except BaseException:
+        handle.close()
+        raise
 
-    def close_plain():
+    def close_plain(abort=False):
         tar.close()
         handle.close()
 
     return tar, close_plain
 
 
+def _end_child(proc):
+    """Kill a child reading for us and reap it, closing its pipes."""
+    with contextlib.suppress(OSError):
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+
 def _kill_stream(closer):
     with contextlib.suppress(Exception):  # the error that got us here is the one reported
-        closer()
+        closer(abort=True)
 
 
 def manifest_index(manifest):
@@ -1100,9 +1671,12 @@ def _safe_member(name):
 def extract_archive(path, manifest, dest_for):
     """Stream the archive, checking every member against the manifest.
 
-    dest_for(member_path) -> filesystem path or None (skip writing). With
-    dest_for None nothing is written (verification only). Symlinks are
-    created last and file writes never follow links. Returns the entries.
+    dest_for(member_path) -> a filesystem path (root's own scratch space),
+    (_StagedTree, relative path) or None (skip writing). With dest_for None
+    nothing is written (verification only). Symlinks are created last, file
+    writes never follow links, runs of zeros become holes (sparse files stay
+    sparse), hard links to an earlier member are made as hard links.
+    Returns the entries.
     """
     expected = manifest_index(manifest)
     seen = set()
@@ -1125,7 +1699,8 @@ def extract_archive(path, manifest, dest_for):
                 source = tar.extractfile(info)
                 out_fd = None
                 if target:
-                    out_fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                    out_fd = _target_create(target)
+                sparse = info.size >= SPARSE_BLOCK
                 try:
                     while True:
                         block = source.read(CHUNK)
@@ -1133,23 +1708,33 @@ def extract_archive(path, manifest, dest_for):
                             break
                         digest.update(block)
                         if out_fd is not None:
-                            view = memoryview(block)
-                            while view:
-                                view = view[os.write(out_fd, view) :]
+                            _write_out(out_fd, block, sparse)
+                    if out_fd is not None:
+                        if sparse:
+                            os.ftruncate(out_fd, info.size)  # a trailing hole
+                        os.fchmod(out_fd, exp.get("mode", 0o600) & 0o1777)
+                        os.utime(out_fd, (exp.get("mtime", info.mtime), exp.get("mtime", info.mtime)))
                 finally:
                     if out_fd is not None:
                         os.close(out_fd)
                 if digest.hexdigest() != exp["sha256"]:
                     raise BackupError(f"{path}: member {name!r} sha256 differs from the manifest")
+            elif info.islnk():
+                source_exp = expected.get(info.linkname) or {}
+                if (
+                    exp["type"] != "h"
+                    or info.linkname != exp.get("target")
+                    or source_exp.get("type") != "f"
+                    or info.linkname not in seen
+                ):
+                    raise BackupError(f"{path}: member {name!r} differs from the manifest (hard link)")
                 if target:
-                    os.chmod(target, exp.get("mode", 0o600) & 0o1777)
-                    os.utime(target, (exp.get("mtime", info.mtime), exp.get("mtime", info.mtime)))
+                    _target_hardlink(dest_for(info.linkname), target)
             elif info.isdir():
                 if exp["type"] != "d":
                     raise BackupError(f"{path}: member {name!r} differs from the manifest (type)")
                 if target:
-                    if not os.path.isdir(target):
-                        os.mkdir(target, 0o700)
+                    _target_mkdir(target)
                     dirs.append((target, exp))
             elif info.issym():
                 if exp["type"] != "l" or info.linkname != exp.get("target"):
@@ -1169,10 +1754,9 @@ def extract_archive(path, manifest, dest_for):
     if missing:
         raise BackupError(f"{path}: {len(missing)} member(s) of the manifest are missing, e.g. {missing[0]}")
     for target, link in links:
-        os.symlink(link, target)
-    for target, exp in sorted(dirs, key=lambda d: d[0].count("/"), reverse=True):
-        os.chmod(target, exp.get("mode", 0o755) & 0o1777)
-        os.utime(target, (exp.get("mtime", 0), exp.get("mtime", 0)))
+        _target_symlink(link, target)
+    for target, exp in sorted(dirs, key=lambda d: _target_depth(d[0]), reverse=True):
+        _target_finish_dir(target, exp.get("mode", 0o755) & 0o1777, exp.get("mtime", 0))
     return seen
 
 
@@ -1224,30 +1808,63 @@ def retention(archives, keep_last=0, keep_daily=0, keep_weekly=0, keep_monthly=0
 
 
 class AgentLock:
-    def __init__(self, agent_dir):
+    """The one lock of an agent: its backup, retention and any restore into
+    it hold it (flock on <backup dir>/.lock, released by the kernel when the
+    holder dies). The holder writes its pid, operation and start time into
+    the file; a second operation waits up to `timeout` seconds, then fails
+    naming the holder."""
+
+    def __init__(self, agent_dir, operation="backup", timeout=0):
         self.path = os.path.join(agent_dir, LOCK_NAME)
+        self.operation, self.timeout = operation, timeout or 0
         self.fd = None
 
-    def __enter__(self):
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    def holder(self):
+        """'pid N, <operation> since <time>' of the current holder, as it wrote it."""
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self.fd)
-            self.fd = None
-            raise BackupError(f"another backup or restore holds {self.path}") from None
+            with open(self.path, "rb") as handle:
+                data = json.loads(handle.read(4096).decode("utf-8"))
+            return "pid {}, {} since {}".format(data["pid"], data["operation"], data["started"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return "holder unknown"
+
+    def __enter__(self):
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise BackupError(
+                        f"{self.operation} not started: {self.path} is held ({self.holder()})"
+                        + (f"; waited {self.timeout}s" if self.timeout else "")
+                    ) from None
+                time.sleep(0.2)
+        self.fd = fd
+        started = datetime.datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        note = json.dumps({"pid": os.getpid(), "operation": self.operation, "started": started})
+        with contextlib.suppress(OSError):  # the note is informative only
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, note.encode("utf-8") + b"\n", 0)
         return self
 
     def __exit__(self, *exc):
         if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, 0)
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
 
 
 def stale_leftovers(agent_dir, agent):
-    """Partial files and archives without a valid manifest. Only call while
-    holding the agent lock: then no run is writing them."""
+    """Partial files (archives, scratch directories and records being
+    written). Only call while holding the agent lock: then no run is writing
+    them. Archives are never leftovers: one without a valid manifest is
+    repaired or moved aside by AgentBackup._repair_archives()."""
     found = []
     try:
         names = os.listdir(agent_dir)
@@ -1256,11 +1873,6 @@ def stale_leftovers(agent_dir, agent):
     for name in sorted(names):
         if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
             found.append(os.path.join(agent_dir, name))
-    for arch in list_archives(agent_dir, agent):
-        if arch["state"] != "good":
-            found.append(arch["path"])
-            if os.path.exists(manifest_path(arch["path"])):
-                found.append(manifest_path(arch["path"]))
     return found
 
 
@@ -1322,10 +1934,10 @@ def _manifest_line(e):
             f'{{"mode": {e.mode}, "mtime": {e.mtime_ns // 1000000000}, "path": {_json_str(e.path)}, '
             f'"sha256": "{e.sha256}", "size": {e.size}, "type": "f"}}'
         )
-    if e.kind == "l":
+    if e.kind in ("l", "h"):  # a symlink, or a hard link to an earlier file of the archive
         return (
             f'{{"mode": {e.mode}, "mtime": {e.mtime_ns // 1000000000}, "path": {_json_str(e.path)}, '
-            f'"target": {_json_str(e.target)}, "type": "l"}}'
+            f'"target": {_json_str(e.target)}, "type": "{e.kind}"}}'
         )
     return f'{{"mode": {e.mode}, "mtime": {e.mtime_ns // 1000000000}, "path": {_json_str(e.path)}, "type": "{e.kind}"}}'
 
@@ -1373,6 +1985,8 @@ class AgentBackup:
         self.env_passphrase_file = env_passphrase_file or self.settings.get("env_passphrase_file")
         self.now = now
         self.log = log or (lambda msg: None)
+        # verification record (.verified.json), loaded on first use; archives checked in this run
+        self._verified, self._verified_dirty, self._checked = None, False, {}
         self.result = {
             "agent": name,
             "status": None,
@@ -1382,6 +1996,9 @@ class AgentBackup:
             "files": None,
             "pruned": [],
             "removed_leftovers": [],
+            "damaged": [],
+            "rebuilt_manifests": [],
+            "unknown_format": [],
             "consistency": None,
             "databases": [],
             "msg": "",
@@ -1395,7 +2012,7 @@ class AgentBackup:
         for section in SECTIONS:
             root = (roots or {}).get(section) or paths.get(section)
             if root:
-                entries.extend(scan_tree(root, section, rules, skipped))
+                entries.extend(scan_tree(root, section, rules, skipped, links={}))
         return entries, skipped
 
     def env_key(self):
@@ -1458,7 +2075,120 @@ class AgentBackup:
                 return None
         except OSError:
             return None
+        if self.result["damaged"] or not self._intact(path):
+            # a damaged archive was found: this run makes a new full archive
+            return None
         return path
+
+    # -- integrity of the archives on disk
+    def _records(self):
+        if self._verified is None:
+            self._verified = load_verified(self.agent_dir)
+        return self._verified
+
+    def _intact(self, path):
+        """Whether the archive is still what its manifest says: its size and
+        mtime against the ones recorded at its last full verification, and a
+        full sha256 check when there is no record, either differs, or the
+        last one is `verify_every` days old. A damaged archive is reported
+        and moved aside (not deleted); False is returned."""
+        if path in self._checked:
+            return self._checked[path]
+        name = os.path.basename(path)
+        manifest = load_manifest(path)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        now = self.now or utcnow()
+        record = self._records().get(name)
+        every = self.settings.get("verify_every", VERIFY_EVERY_DAYS)
+        ok = True
+        if manifest is None:
+            ok = False
+        elif verification_due(record, st, now, every):
+            try:
+                verify_archive(path, manifest, members=False)
+            except BackupError as exc:
+                self._damaged(path, str(exc))
+                ok = False
+            else:
+                self._record(name, st, now, manifest["archive_sha256"])
+        self._checked[path] = ok
+        return ok
+
+    def _record(self, name, st, now, sha):
+        record = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "verified": iso_time(now), "sha256": sha}
+        self._records()[name] = record
+        self._verified_dirty = True
+
+    def _damaged(self, path, why):
+        """Report a damaged archive and, outside check mode, move it and its
+        manifest into damaged/ for inspection."""
+        entry = {"archive": path, "error": why, "moved_to": None}
+        if not self.check_mode:
+            moved = move_aside(self.agent_dir, [path, manifest_path(path)])
+            entry["moved_to"] = moved[0] if moved else None
+            self._records().pop(os.path.basename(path), None)
+            self._verified_dirty = True
+        self.result["damaged"].append(entry)
+        self.log(
+            "{}: {} is damaged ({}){}".format(
+                self.name, path, why, f"; moved to {entry['moved_to']} for inspection" if entry["moved_to"] else ""
+            )
+        )
+
+    def _check_newest(self):
+        """The newest archive is the one a restore takes: prove it intact every run."""
+        good = good_archives(self.agent_dir, self.name)
+        if good:
+            self._intact(good[0]["path"])
+
+    def _repair_archives(self):
+        """Archives whose manifest is missing, damaged or names another
+        archive are read through; an intact one gets a manifest rebuilt from
+        its contents (the damaged manifest is kept in damaged/), one that does
+        not read back is moved to damaged/. A manifest of another format
+        version is left as it is and reported. No archive is deleted here."""
+        res = self.result
+        for arch in list_archives(self.agent_dir, self.name):
+            if arch["state"] == "good":
+                continue
+            path = arch["path"]
+            raw = read_manifest_raw(path)
+            fmt = raw.get("format") if isinstance(raw, dict) else None
+            if isinstance(fmt, str) and fmt.startswith("warden-backup/") and fmt != FORMAT:
+                res["unknown_format"].append(path)
+                self.log(f"{self.name}: {path} has a manifest of format {fmt}, not {FORMAT}: left as it is")
+                continue
+            if self.check_mode:
+                res["rebuilt_manifests"].append(path)
+                continue
+            if arch["state"] == "size-mismatch":
+                self._damaged(path, "size {} differs from the manifest's {}".format(arch["size"], raw["archive_size"]))
+                continue
+            reason = "manifest missing" if raw is None else "manifest damaged"
+            try:
+                manifest = rebuild_manifest(
+                    path, self.name, self.agent, host=self.plan.get("host"), reason=reason, now=self.now
+                )
+                recorded = raw.get("archive_sha256") if isinstance(raw, dict) else None
+                sha = manifest["archive_sha256"]
+                if isinstance(recorded, str) and re.match(r"^[0-9a-f]{64}$", recorded) and recorded != sha:
+                    raise BackupError(f"sha256 {sha} differs from the manifest's {recorded}")
+            except BackupError as exc:
+                self._damaged(path, f"{reason} and the archive does not verify: {exc}")
+                continue
+            if raw is not None:
+                move_aside(self.agent_dir, [manifest_path(path)])
+            atomic_write(manifest_path(path), json.dumps(manifest, sort_keys=True).encode("utf-8"))
+            cache = getattr(_ManifestCache.local, "entries", None)
+            if cache:
+                cache.pop(manifest_path(path), None)
+            st = os.stat(path)
+            self._record(arch["name"], st, self.now or utcnow(), manifest["archive_sha256"])
+            res["rebuilt_manifests"].append(path)
+            self.log(f"{self.name}: {path}: {reason}; rebuilt from the archive, which reads back intact")
 
     def run(self):
         start = time.time()
@@ -1468,25 +2198,46 @@ class AgentBackup:
             res["status"] = "missing"
             res["msg"] = "no workspace on disk at {}".format(paths.get("workspace"))
             return res
+        if paths.get("workspace") and not os.path.isdir(paths["workspace"]):
+            # state without a workspace: an unmounted dataset or a moved
+            # directory; an archive without it would soon be the only one kept
+            raise BackupError(
+                "workspace {} is missing while {} exists: not backed up (previous archives kept)".format(
+                    paths["workspace"], paths.get("state")
+                )
+            )
         if self.settings.get("include_env") and self.env_key() is not None:
             check_passphrase_file(self.env_passphrase_file)
         if self.check_mode:
             return self._run_check(start)
         makedirs_private(self.agent_dir)
-        with AgentLock(self.agent_dir), _ManifestCache():
+        with AgentLock(self.agent_dir, "backup", self.settings.get("lock_timeout", 0)), _ManifestCache():
             for leftover in stale_leftovers(self.agent_dir, self.name):
                 if os.path.isdir(leftover) and not os.path.islink(leftover):
                     shutil.rmtree(leftover)
                 else:
                     os.unlink(leftover)
                 res["removed_leftovers"].append(leftover)
-            self._run_locked()
-            self._prune()
+            res["removed_leftovers"].extend(remove_restore_leftovers(self.plan, self.name))
+            try:
+                self._repair_archives()
+                self._check_newest()
+                self._run_locked()
+                self._prune()
+            finally:
+                if self._verified_dirty:
+                    save_verified(self.agent_dir, self._records())
+        if res["damaged"]:
+            res["msg"] = "; ".join(
+                "damaged archive {} ({}), moved to {}".format(d["archive"], d["error"], d["moved_to"])
+                for d in res["damaged"]
+            )
         res["duration"] = round(time.time() - start, 3)
         return res
 
     def _run_check(self, start):
         res = self.result
+        self._check_newest()
         soul = soul_commit((self.agent.get("paths") or {}).get("soul"))
         dbs = self.databases(None)
         entries, _skipped = self.sources()
@@ -1511,6 +2262,7 @@ class AgentBackup:
                 self.name, format_stamp(self.now or utcnow()), pick_compression(self.settings.get("compression"))
             )
         res["removed_leftovers"] = stale_leftovers(self.agent_dir, self.name)
+        self._repair_archives()
         res["pruned"] = self._retention_plan(planned_new)[1]
         res["duration"] = round(time.time() - start, 3)
         return res
@@ -1577,7 +2329,11 @@ class AgentBackup:
             env = {"included": False}
             if env_key is not None:
                 enc = os.path.join(workdir, "env.enc")
-                openssl_crypt(self.agent["paths"]["env_file"], enc, self.env_passphrase_file)
+                # encrypted through pipes: the plaintext never reaches a file
+                ciphertext, check = openssl_cipher(
+                    read_private_file(self.agent["paths"]["env_file"]), self.env_passphrase_file
+                )
+                write_private_file(enc, ciphertext)
                 member = f"env/{self.name}.env.enc"
                 sha, size = writer.add_file(member, enc)
                 env = {
@@ -1587,6 +2343,7 @@ class AgentBackup:
                     "sha256": sha,
                     "size": size,
                     "source": self.agent["paths"]["env_file"],
+                    "plaintext_hmac_sha256": check,
                 }
             digest = content_digest(entries, dbs, soul, env_key)
             if previous and index and digest == index.get("digest"):
@@ -1639,7 +2396,15 @@ class AgentBackup:
                 "content_digest": digest,
             }
             files = "[" + ", ".join(map(_manifest_line, entries)) + "]"
-            atomic_write(manifest_path(final), _json_with_files(manifest, files).encode("utf-8"))
+            try:
+                atomic_write(manifest_path(final), _json_with_files(manifest, files).encode("utf-8"))
+            except BaseException:
+                # no manifest (e.g. the disk filled up): the archive of this run is removed
+                with contextlib.suppress(OSError):
+                    os.unlink(final)
+                raise
+            # read back and compared above: this is its first full verification
+            self._record(name, os.stat(final), self.now or utcnow(), sha)
             self._write_index(name, digest, entries, env_key, tree)
             res.update(
                 status="created",
@@ -1751,13 +2516,30 @@ def backup_fleet(plan, agents=None, check_mode=False, env_passphrase_file=None, 
         summary += "; orphaned workspaces: " + ", ".join(orphans)
     if failed:
         summary += "; FAILED: " + ", ".join("{} ({})".format(n, results[n]["msg"]) for n in failed)
-    changed = any(r["status"] == "created" or r["pruned"] or r["removed_leftovers"] for r in results.values())
+    damaged = sorted(n for n, r in results.items() if r.get("damaged"))
+    if damaged:
+        summary += "; DAMAGED: " + ", ".join(
+            "{} ({})".format(n, ", ".join(d["moved_to"] or d["archive"] for d in results[n]["damaged"]))
+            for n in damaged
+        )
+    rebuilt = sorted(n for n, r in results.items() if r.get("rebuilt_manifests"))
+    if rebuilt:
+        summary += "; manifests rebuilt: " + ", ".join(rebuilt)
+    foreign = sorted(n for n, r in results.items() if r.get("unknown_format"))
+    if foreign:
+        summary += "; manifests of another format left alone: " + ", ".join(foreign)
+    touched = [
+        r["pruned"] or r["removed_leftovers"] or r.get("damaged") or r.get("rebuilt_manifests")
+        for r in results.values()
+    ]
+    changed = any(r["status"] == "created" for r in results.values()) or any(touched)
     if check_mode:
-        changed = any(r["status"] == "would_create" or r["pruned"] or r["removed_leftovers"] for r in results.values())
+        changed = any(r["status"] == "would_create" for r in results.values()) or any(touched)
     return {
         "agents": results,
         "orphans": orphans,
         "failed_agents": failed,
+        "damaged_agents": damaged,
         "summary": summary,
         "changed": changed,
         "created": sorted(r["archive"] for r in results.values() if r["status"] == "created"),
@@ -1814,18 +2596,335 @@ def _owner_ids(target):
     return uid, gid
 
 
-def _chown_tree(root, ids):
-    os.lchown(root, ids[0], ids[1])
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, name), ids[0], ids[1])
+RESTORE_PREFIX = ".warden-restore-"
 
 
-def _is_mountpoint(path):
-    return os.path.isdir(path) and os.path.ismount(path)
+class _StagedTree:
+    """A directory a restore fills, written only through descriptors: every
+    path component is opened relative to the directory above it without
+    following a symlink, files are created O_EXCL|O_NOFOLLOW, and ownership,
+    modes and times are set on the descriptors. Owns fd."""
+
+    def __init__(self, fd, ids=None):
+        self.fd, self.ids = fd, ids
+        self.cached = None  # (relative directory, fd) of the last parent used
+
+    def _open(self, reldir):
+        """A new descriptor of reldir ("" is the root); the caller closes it unless it is self.fd."""
+        fd = self.fd
+        try:
+            for part in reldir.split("/") if reldir else ():
+                sub = open_dir(part, fd)
+                if fd != self.fd:
+                    os.close(fd)
+                fd = sub
+        except BaseException:
+            if fd != self.fd:
+                os.close(fd)
+            raise
+        return fd
+
+    def _release(self, fd):
+        if fd != self.fd:
+            os.close(fd)
+
+    def parent(self, rel):
+        head, _sep, name = rel.rpartition("/")
+        if not head:
+            return self.fd, name
+        if self.cached is None or self.cached[0] != head:
+            fd = self._open(head)
+            self._drop_cache()
+            self.cached = (head, fd)
+        return self.cached[1], name
+
+    def _drop_cache(self):
+        if self.cached is not None:
+            os.close(self.cached[1])
+            self.cached = None
+
+    def create_file(self, rel):
+        dfd, name = self.parent(rel)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+        if self.ids:
+            os.fchown(fd, *self.ids)
+        return fd
+
+    def mkdir(self, rel):
+        if rel:
+            dfd, name = self.parent(rel)
+            os.mkdir(name, 0o700, dir_fd=dfd)
+        if self.ids:
+            fd = self._open(rel)
+            try:
+                os.fchown(fd, *self.ids)
+            finally:
+                self._release(fd)
+
+    def symlink(self, link, rel):
+        dfd, name = self.parent(rel)
+        os.symlink(link, name, dir_fd=dfd)
+        if self.ids:
+            os.chown(name, *self.ids, dir_fd=dfd, follow_symlinks=False)
+
+    def hardlink(self, src_rel, rel):
+        shead, _sep, sname = src_rel.rpartition("/")
+        sfd = self._open(shead)
+        try:
+            dfd, name = self.parent(rel)
+            os.link(sname, name, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
+        finally:
+            self._release(sfd)
+
+    def finish_dir(self, rel, mode, mtime):
+        fd = self._open(rel)
+        try:
+            os.fchmod(fd, mode)
+            os.utime(fd, (mtime, mtime))
+        finally:
+            self._release(fd)
+
+    def close(self):
+        self._drop_cache()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+# What extract_archive writes to: a path (only for root's own scratch
+# directories) or (a _StagedTree, path relative to it).
+
+
+def _target_create(target):
+    if isinstance(target, tuple):
+        return target[0].create_file(target[1])
+    return os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+
+
+def _target_mkdir(target):
+    if isinstance(target, tuple):
+        target[0].mkdir(target[1])
+    elif not os.path.isdir(target):
+        os.mkdir(target, 0o700)
+
+
+def _target_symlink(link, target):
+    if isinstance(target, tuple):
+        target[0].symlink(link, target[1])
+    else:
+        os.symlink(link, target)
+
+
+def _target_hardlink(src, target):
+    if isinstance(target, tuple) and isinstance(src, tuple) and src[0] is target[0]:
+        target[0].hardlink(src[1], target[1])
+    elif isinstance(target, tuple) or isinstance(src, tuple):
+        raise BackupError("a hard link across sections of the archive")
+    else:
+        os.link(src, target, follow_symlinks=False)
+
+
+def _target_finish_dir(target, mode, mtime):
+    if isinstance(target, tuple):
+        target[0].finish_dir(target[1], mode, mtime)
+    else:
+        os.chmod(target, mode)
+        os.utime(target, (mtime, mtime))
+
+
+def _target_depth(target):
+    return target[1].count("/") + 1 if isinstance(target, tuple) else target.count("/")
+
+
+SPARSE_BLOCK = 64 * 1024
+_ZERO_BLOCK = bytes(SPARSE_BLOCK)
+
+
+def _write_out(fd, block, sparse=False):
+    """Write block at fd's offset; with sparse, runs of SPARSE_BLOCK zero
+    bytes are skipped (a hole; the caller sets the final size)."""
+    if not sparse or len(block) < SPARSE_BLOCK:
+        view = memoryview(block)
+        while view:
+            view = view[os.write(fd, view) :]
+        return
+    for start in range(0, len(block), SPARSE_BLOCK):
+        piece = block[start : start + SPARSE_BLOCK]
+        if piece == (_ZERO_BLOCK if len(piece) == SPARSE_BLOCK else bytes(len(piece))):
+            os.lseek(fd, len(piece), os.SEEK_CUR)
+        else:
+            view = memoryview(piece)
+            while view:
+                view = view[os.write(fd, view) :]
+
+
+def _private_dir(start_fd, start_path, name):
+    """A directory `name` only root can enter (created 0700 by us), on the
+    file system of start_path (held as start_fd): in the nearest of
+    start_path and its parents that only root can write, so that the agent
+    cannot even rename it, else in start_path itself (the agent may rename
+    it there but cannot enter it; it is only used through its descriptor).
+    Returns (fd of the directory it is in, fd of it)."""
+    euid = os.geteuid()
+    dev = os.fstat(start_fd).st_dev
+    base, cur = None, start_path.rstrip("/") or "/"
+    while True:
+        try:
+            st = os.lstat(cur)
+        except OSError:
+            break
+        if st.st_dev != dev or not stat.S_ISDIR(st.st_mode):
+            break
+        if st.st_uid == euid and not st.st_mode & 0o022:
+            base = cur
+            break
+        up = os.path.dirname(cur)
+        if up == cur:
+            break
+        cur = up
+    base_fd = os.dup(start_fd) if base is None or base == start_path.rstrip("/") else open_dir(base)
+    try:
+        if os.fstat(base_fd).st_dev != dev:
+            raise BackupError(f"{base} is not on the file system of {start_path}")
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, 0o700, dir_fd=base_fd)
+        fd = open_dir(name, base_fd, label=os.path.join(base or start_path, name))
+        st = os.fstat(fd)
+        if st.st_uid != euid or st.st_dev != dev:
+            os.close(fd)
+            raise BackupError(f"{os.path.join(base or start_path, name)} is not ours: remove it and retry")
+        os.fchmod(fd, 0o700)
+        return base_fd, fd
+    except BaseException:
+        os.close(base_fd)
+        raise
+
+
+def _rmtree_at(dir_fd, name):
+    """Remove name (a tree) in the directory held as dir_fd, never following a symlink."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def _lexists_at(dir_fd, name):
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def restore_leftovers(plan, name):
+    """Staging directories an interrupted restore into agent `name` left
+    (root-only <dir>/.warden-restore-<agent>/ next to its workspace and
+    state), and old-style ones in its home. Call while holding its lock."""
+    found = []
+    paths = (agent_plan(plan, name).get("paths") or {}) if name in (plan.get("agents") or {}) else {}
+    euid = os.geteuid()
+    for section in SECTIONS:
+        live = (paths.get(section) or "").rstrip("/")
+        if not live:
+            continue
+        parent = os.path.dirname(live)
+        candidates, cur = [live], parent
+        while True:  # the places _private_dir may have used: live, its parent and their parents
+            candidates.append(cur)
+            up = os.path.dirname(cur)
+            if up == cur:
+                break
+            cur = up
+        for directory in candidates:
+            candidate = os.path.join(directory, RESTORE_PREFIX + name)
+            try:
+                st = os.lstat(candidate)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == euid and candidate not in found:
+                found.append(candidate)
+        with contextlib.suppress(OSError):
+            for entry in sorted(os.listdir(parent)):
+                if re.match(r"^\.(workspace|state)\.warden-restore-\d{8}T\d{6}Z$", entry):
+                    found.append(os.path.join(parent, entry))
+    agent_dir = agent_backup_dir(plan, name)
+    with contextlib.suppress(OSError):
+        for entry in sorted(os.listdir(agent_dir)):
+            if entry.startswith(".restore-") and entry.endswith(PARTIAL_SUFFIX):
+                found.append(os.path.join(agent_dir, entry))  # a restore's scratch directory
+    return found
+
+
+def remove_restore_leftovers(plan, name):
+    removed = []
+    for path in restore_leftovers(plan, name):
+        try:
+            dir_fd = open_dir(os.path.dirname(path))
+        except (OSError, BackupError):
+            continue
+        try:
+            _rmtree_at(dir_fd, os.path.basename(path))
+            removed.append(path)
+        finally:
+            os.close(dir_fd)
+    return removed
 
 
 def restore_agent(
+    plan,
+    agent,
+    archive=None,
+    at=None,
+    target_agent=None,
+    restore_databases=True,
+    restore_env=False,
+    env_passphrase_file=None,
+    start_service="auto",
+    check_mode=False,
+    now=None,
+    lock_timeout=0,
+):
+    """Restore (see _restore_locked) holding the lock of the target agent,
+    and of the archive's agent when that is another one, throughout: no
+    backup, retention or other restore of either runs meanwhile; one that
+    holds a lock makes this wait up to lock_timeout seconds, then fail
+    naming it."""
+    source = agent
+    if archive and not source:
+        manifest = load_manifest(archive)
+        if manifest is None:
+            raise BackupError(f"{archive} has no valid manifest ({manifest_path(archive)})")
+        source = manifest.get("agent")
+    target_name = target_agent or source
+    if target_name:
+        agent_plan(plan, target_name)  # fail early on a name the plan does not know
+    with contextlib.ExitStack() as locks:
+        for directory in sorted(set(agent_backup_dir(plan, n) for n in (source, target_name) if n)):
+            if not os.path.isdir(directory):
+                if check_mode or directory != agent_backup_dir(plan, target_name):
+                    continue
+                makedirs_private(directory)
+            locks.enter_context(AgentLock(directory, "restore", lock_timeout))
+        return _restore_locked(
+            plan,
+            agent,
+            archive=archive,
+            at=at,
+            target_agent=target_agent,
+            restore_databases=restore_databases,
+            restore_env=restore_env,
+            env_passphrase_file=env_passphrase_file,
+            start_service=start_service,
+            check_mode=check_mode,
+            now=now,
+        )
+
+
+def _restore_locked(
     plan,
     agent,
     archive=None,
@@ -1901,44 +3000,39 @@ def restore_agent(
         )
         result["changed"] = True
         return result
-    # 2. stage next to the live directories (inside them for mountpoints)
-    staging, modes = {}, {}
+    # 2. stage outside the agent's reach: in a directory only root can enter
+    # on the file system of each live directory (see _private_dir), written
+    # through descriptors only, owned by the target agent from the start;
+    # databases and the env file in root's scratch directory in the backup dir
+    ids = _owner_ids(target)
+    places, trees = {}, {}
     scratch = None
     try:
+        result["removed_leftovers"] = remove_restore_leftovers(plan, target_name)
         for s in sections:
-            live = tpaths[s]
-            parent = os.path.dirname(live.rstrip("/"))
-            if not os.path.isdir(parent):
-                os.makedirs(parent, 0o755)
-            if _is_mountpoint(live):
-                modes[s] = "contents"
-                staging[s] = os.path.join(live, f".warden-restore-{stamp}")
-            else:
-                modes[s] = "rename"
-                staging[s] = os.path.join(parent, f".{os.path.basename(live)}.warden-restore-{stamp}")
-            os.mkdir(staging[s], 0o700)
-        scratch = tempfile.mkdtemp(
-            prefix=".warden-restore-",
-            dir=os.path.dirname(tpaths[sections[0]].rstrip("/")) if sections else tempfile.gettempdir(),
-        )
+            places[s] = _stage_place(tpaths[s], s, RESTORE_PREFIX + target_name)
+            trees[s] = _StagedTree(open_dir(s, places[s]["priv_fd"]), ids)
+        scratch = tempfile.mkdtemp(prefix=".restore-", suffix=PARTIAL_SUFFIX, dir=agent_backup_dir(plan, target_name))
 
         def dest_for(member):
             head, _sep, rest = member.partition("/")
-            if head in staging:
-                return staging[head] if not rest else os.path.join(staging[head], rest)
+            if head in trees:
+                return (trees[head], rest)
             if head in ("dbs", "env"):
                 return os.path.join(scratch, member.replace("/", "_"))
             raise BackupError(f"unexpected member {member}")
 
         extract_archive(path, manifest, dest_for)
-        ids = _owner_ids(target)
-        for s in sections:
-            if ids:
-                _chown_tree(staging[s], ids)
+        env_plain = None
+        if restore_env:
+            # decrypted now, into memory only: a wrong passphrase stops the
+            # restore here, before the service is stopped or anything swapped
+            env_plain = decrypt_env_member(dest_for(env["member"]), env, env_passphrase_file)
+        for tree in trees.values():
+            tree.close()
         os.sync()
     except BaseException:
-        for s in staging:
-            shutil.rmtree(staging[s], ignore_errors=True)
+        _drop_staging(places, trees)
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
         raise
@@ -1956,23 +3050,9 @@ def restore_agent(
                 time.sleep(0.2)
             if service_running(service):
                 raise BackupError(f"service {service['name']} did not stop (rc={rc}): {(err or out).strip()}")
-        # 4. swap
-        swapped = []
+        # 4. swap: renames relative to the directories held since staging
         for s in sections:
-            live = tpaths[s]
-            prev = "{}.prev-{}".format(live.rstrip("/"), stamp)
-            if modes[s] == "contents":
-                _swap_contents(live, staging[s], stamp)
-                prev = os.path.join(live, f".warden-prev-{stamp}")
-            else:
-                if os.path.lexists(live):
-                    os.rename(live, prev)
-                else:
-                    prev = None
-                os.rename(staging[s], live)
-                fsync_dir(os.path.dirname(live.rstrip("/")))
-            swapped.append((s, prev))
-            result["previous"][s] = prev
+            result["previous"][s] = _swap_in(places[s], tpaths[s], s, stamp)
         result["changed"] = True
         # 5. databases
         if dbs and restore_databases:
@@ -1992,12 +3072,8 @@ def restore_agent(
                 result["databases"].append(dbname)
         # 6. env file
         if restore_env:
-            dest = tpaths["env_file"]
-            tmp = os.path.join(os.path.dirname(dest), "." + os.path.basename(dest) + PARTIAL_SUFFIX)
-            encrypted = os.path.join(scratch, env["member"].replace("/", "_"))
-            openssl_crypt(encrypted, tmp, env_passphrase_file, decrypt=True)
-            os.chmod(tmp, 0o600)
-            os.rename(tmp, dest)
+            # 0600 from creation, owned by the target agent, atomic
+            write_private_file(tpaths["env_file"], env_plain, _owner_ids(target))
             result["env_restored"] = True
         # 7. start
         if service.get("name") and (start_service == "always" or (start_service == "auto" and was_running)):
@@ -2006,29 +3082,123 @@ def restore_agent(
         else:
             result["service"]["started"] = False
     finally:
-        for s in staging:
-            if os.path.exists(staging[s]):
-                shutil.rmtree(staging[s], ignore_errors=True)
+        _drop_staging(places, trees)
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
     return result
 
 
-def _swap_contents(live, staged, stamp):
+def _stage_place(live, section, private_name):
+    """Where a section is staged: holds the live directory's parent (and the
+    live directory itself when it is a mountpoint, whose contents are then
+    swapped) and the root-only private directory with the empty staging
+    directory `section` in it."""
+    live = live.rstrip("/")
+    parent = os.path.dirname(live)
+    if not os.path.isdir(parent):
+        os.makedirs(parent, 0o755)
+    place = {"name": os.path.basename(live), "private": private_name, "live_fd": None}
+    place["parent_fd"] = open_dir(parent)
+    try:
+        try:
+            live_fd = open_dir(place["name"], place["parent_fd"], label=live)
+        except (BackupError, FileNotFoundError):
+            live_fd = None  # missing, or not a directory: renamed aside by the swap
+        if live_fd is not None:
+            if os.fstat(live_fd).st_dev != os.fstat(place["parent_fd"]).st_dev:
+                place["live_fd"] = live_fd  # its own file system (a dataset's mountpoint)
+            else:
+                os.close(live_fd)
+        start_fd, start = (place["live_fd"], live) if place["live_fd"] is not None else (place["parent_fd"], parent)
+        place["base_fd"], place["priv_fd"] = _private_dir(start_fd, start, private_name)
+        _rmtree_at(place["priv_fd"], section)
+        os.mkdir(section, 0o700, dir_fd=place["priv_fd"])
+    except BaseException:
+        _close_place(place)
+        raise
+    return place
+
+
+def _close_place(place):
+    for key in ("priv_fd", "base_fd", "live_fd", "parent_fd"):
+        if place.get(key) is not None:
+            os.close(place[key])
+            place[key] = None
+
+
+def _drop_staging(places, trees):
+    """Remove what is left of the staging directories (all of it after a
+    failure, the emptied private directories after a swap) and close them."""
+    for tree in trees.values():
+        with contextlib.suppress(OSError):
+            tree.close()
+    for place in places.values():
+        base, priv = place.get("base_fd"), place.get("priv_fd")
+        if base is not None and priv is not None:
+            with contextlib.suppress(OSError):
+                here = os.stat(place["private"], dir_fd=base, follow_symlinks=False)
+                if os.path.samestat(here, os.fstat(priv)):
+                    _rmtree_at(base, place["private"])
+        _close_place(place)
+
+
+def _free_name(dir_fd, name):
+    """name, or name-1, name-2, ... : the first that does not exist in dir_fd."""
+    candidate, n = name, 0
+    while _lexists_at(dir_fd, candidate):
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
+
+
+def _swap_in(place, live, section, stamp):
+    """Put the staged `section` in place of the live directory; returns where
+    the previous one went (None if there was none). The service is stopped;
+    every rename is relative to a directory held since staging, so a link
+    the agent put anywhere is moved aside, never followed."""
+    live = live.rstrip("/")
+    if place["live_fd"] is not None:
+        return _swap_contents(place, live, section, stamp)
+    parent_fd, name = place["parent_fd"], place["name"]
+    prev_name = _free_name(parent_fd, f"{name}.prev-{stamp}")
+    prev = None
+    if _lexists_at(parent_fd, name):
+        os.rename(name, prev_name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+        prev = os.path.join(os.path.dirname(live), prev_name)
+    try:
+        os.rename(section, name, src_dir_fd=place["priv_fd"], dst_dir_fd=parent_fd)
+    except OSError as exc:
+        raise BackupError(
+            f"cannot move the restored {section} into place at {live}: {exc.strerror} "
+            f"(something recreated it during the swap); the previous one is at {prev}"
+        ) from None
+    os.fsync(parent_fd)
+    return prev
+
+
+def _swap_contents(place, live, section, stamp):
     """Swap for a directory that is a mountpoint (its own dataset): move the
-    live entries into <live>/.warden-prev-<ts>/ and the staged ones up."""
-    prev = os.path.join(live, f".warden-prev-{stamp}")
-    os.mkdir(prev, 0o700)
-    skip = set([os.path.basename(prev), os.path.basename(staged)])
-    for name in os.listdir(live):
-        if name not in skip and not name.startswith(".warden-prev-"):
-            os.rename(os.path.join(live, name), os.path.join(prev, name))
-    for name in os.listdir(staged):
-        os.rename(os.path.join(staged, name), os.path.join(live, name))
-    st = os.stat(staged)
-    os.chmod(live, stat.S_IMODE(st.st_mode))
-    os.rmdir(staged)
-    fsync_dir(live)
+    live entries into <live>/.warden-prev-<ts>/ and the staged ones up, all
+    relative to descriptors held since staging."""
+    live_fd = place["live_fd"]
+    prev_name = _free_name(live_fd, f".warden-prev-{stamp}")
+    os.mkdir(prev_name, 0o700, dir_fd=live_fd)
+    prev_fd = open_dir(prev_name, live_fd)
+    staged_fd = None
+    try:
+        staged_fd = open_dir(section, place["priv_fd"])
+        for name in os.listdir(live_fd):
+            if name not in (prev_name, place["private"]) and not name.startswith(".warden-prev-"):
+                os.rename(name, name, src_dir_fd=live_fd, dst_dir_fd=prev_fd)
+        for name in os.listdir(staged_fd):
+            os.rename(name, name, src_dir_fd=staged_fd, dst_dir_fd=live_fd)
+        os.fchmod(live_fd, stat.S_IMODE(os.fstat(staged_fd).st_mode))
+        os.fsync(live_fd)
+    finally:
+        os.close(prev_fd)
+        if staged_fd is not None:
+            os.close(staged_fd)
+    return os.path.join(live, prev_name)
 
 
 # --------------------------------------------------------------------------
@@ -2071,20 +3241,34 @@ def agent_info(plan, name, now=None, verify=False):
     info["incomplete_backups"] = len(archives) - len(good)
     if good:
         newest = good[0]
-        verified = True
+        record = load_verified(agent_backup_dir(plan, name)).get(newest["name"])
+        last_full = record.get("verified") if record else None
         error = None
         if verify:
+            verified = True
             try:
                 verify_archive(newest["path"], newest["manifest"], members=False)
+                last_full = iso_time(now)
             except BackupError as exc:
                 verified, error = False, str(exc)
+        elif not record:
+            # made before verification records were kept, or copied in: the next backup run checks it in full
+            verified = None
+        else:
+            try:
+                verified = record_matches(record, os.stat(newest["path"]))
+            except OSError:
+                verified = False
+            if not verified:
+                error = f"size or mtime changed since its last full verification ({last_full})"
         info["backup"] = {
             "archive": newest["path"],
             "created": newest["manifest"].get("created"),
             "age": max(0, int((now - newest["time"]).total_seconds())),
             "size": newest["size"],
             "verified": verified,
-            "checked": "sha256" if verify else "manifest",
+            "checked": "sha256" if verify else "size+mtime",
+            "last_full_verification": last_full,
             "error": error,
         }
     service = agent.get("service") or {}
@@ -2111,6 +3295,14 @@ def fleet_info(plan, agents=None, now=None, verify=False):
     }
     data["table"] = format_table(data)
     return data
+
+
+def _verified_text(b):
+    """VERIFIED column: `yes` (size and mtime as at its last full sha256
+    check, or --verify passed), `NO`, or `unknown` (never checked in full)."""
+    if b.get("verified") is None:
+        return "unknown"
+    return "yes" if b["verified"] else "NO"
 
 
 def format_table(data):
@@ -2143,7 +3335,7 @@ def format_table(data):
                 (human_age(a["last_modified_age"]) + " ago") if a["last_modified_age"] is not None else "-",
                 human_age(b.get("age")) if b else "never",
                 human_size(b["size"]) if b else "-",
-                ("yes" if b.get("verified") else "NO") if b else "-",
+                _verified_text(b) if b else "-",
                 "running" if (a.get("service") or {}).get("running") else "stopped",
                 jail_text,
             ]
@@ -2151,6 +3343,14 @@ def format_table(data):
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in rows]
     lines.insert(0, "host %s" % (data.get("host") or "?"))
+    for a in data["agents"]:
+        b = a.get("backup") or {}
+        if b:
+            lines.append(
+                "{}: newest archive last verified in full (sha256) {}{}".format(
+                    a["agent"], b.get("last_full_verification") or "never", f"; {b['error']}" if b.get("error") else ""
+                )
+            )
     for o in data.get("orphans") or []:
         lines.append("orphaned workspace: {} ({})".format(o["path"], human_size(o["size"] or 0)))
     return "\n".join(lines)
@@ -2196,6 +3396,13 @@ def cli(argv=None):
     p_restore.add_argument("--as", dest="target", help="restore under this agent of the plan")
     p_restore.add_argument("--no-databases", action="store_true")
     p_restore.add_argument("--check", action="store_true", help="verify the archive and report only")
+    p_restore.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="wait this long for a backup or restore of the agent that holds its lock (default: fail at once)",
+    )
     p_verify = sub.add_parser("verify", help="verify an agent's newest archive (or --archive) completely")
     p_verify.add_argument("agent")
     p_verify.add_argument("--archive")
@@ -2228,7 +3435,8 @@ def cli(argv=None):
                 note = (" " + r["msg"]) if r["msg"] else ""
                 _say(f"{name:<16} {r['status']:<12} {r['archive'] or ''}{note}")
             _say(res["summary"])
-            return 1 if res["failed_agents"] else 0
+            # a damaged archive was moved aside (and a new one made): worth a non-zero exit and cron mail
+            return 1 if res["failed_agents"] or res["damaged_agents"] else 0
         if args.command == "restore":
             res = restore_agent(
                 plan,
@@ -2238,6 +3446,7 @@ def cli(argv=None):
                 target_agent=args.target,
                 restore_databases=not args.no_databases,
                 check_mode=args.check,
+                lock_timeout=args.wait,
             )
             _say(json.dumps(res, indent=2, sort_keys=True, default=str))
             return 0
@@ -2248,5 +3457,9 @@ def cli(argv=None):
             return 0
     except BackupError as exc:
         sys.stderr.write(f"warden: {exc}\n")
+        return 1
+    except (OSError, subprocess.SubprocessError) as exc:
+        # one line naming the file, not a traceback
+        sys.stderr.write(f"warden: {args.command} failed: {exc}\n")
         return 1
     return 2

@@ -103,6 +103,7 @@ BACKUP_DEFAULTS = {
     "keep_daily": 7,
     "keep_weekly": 4,
     "keep_monthly": 6,
+    "verify_every": 7,
     "schedule": {"minute": "17", "hour": "3", "weekday": "*"},
     "include_env": False,
     "env_passphrase_file": None,
@@ -540,6 +541,13 @@ def _backup_settings(check, raw):
     if _is_int(backup["keep_last"]) and backup["keep_last"] < 1:
         check.add(
             None, "warden_backup.keep_last", "must keep at least the newest archive", "set keep_last to 1 or more"
+        )
+    if not _is_int(backup["verify_every"]) or not 0 <= backup["verify_every"] <= 366:
+        check.add(
+            None,
+            "warden_backup.verify_every",
+            f"{backup['verify_every']!r} is not a number of days from 0 to 366",
+            "use e.g. 7 (a full sha256 check of the newest archive at least weekly; 0 checks it every run)",
         )
     schedule = check.mapping(None, "warden_backup.schedule", backup["schedule"], SCHEDULE_KEYS)
     merged = dict(BACKUP_DEFAULTS["schedule"])

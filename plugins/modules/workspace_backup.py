@@ -23,6 +23,13 @@ description:
     size, mtime, ctime, inode and mode, without being read.
   - Retention (C(keep_last), C(keep_daily), C(keep_weekly), C(keep_monthly) of the plan's backup settings)
     runs per agent after its backup and never deletes the newest archive that verifies.
+  - Every run proves the newest archive intact (its size and mtime against the ones recorded at its last full
+    sha256 check, and a full check at least every C(verify_every) days); a damaged one is moved to
+    C(<backup_dir>/<agent>/damaged/) for inspection, reported in C(damaged_agents), and a new full archive is made.
+  - An archive whose manifest is missing or damaged is read through and gets a manifest rebuilt from its
+    contents; one that does not read back is moved to C(damaged/). No archive is deleted except by retention.
+  - Every child process is bounded: a full disk or a write error ends the run of that agent at once, naming the
+    cause and the file; a C(pg_dump) or C(zstd) that makes no progress for 10 minutes is killed.
   - Reports workspaces under C(<root>/agents/) that no agent of the plan owns.
 author:
   - warden.fleet contributors (@warden-fleet)
@@ -37,7 +44,8 @@ options:
   env_passphrase_file:
     description:
       - File holding the passphrase that encrypts env files, when the plan's backup settings include them.
-      - Overrides C(backup.env_passphrase_file) of the plan. Must be readable by its owner only.
+      - Overrides C(backup.env_passphrase_file) of the plan. Must be a regular file (not a symlink) owned by root
+        and readable by its owner only.
     type: path
   fail_on_error:
     description:
@@ -99,6 +107,9 @@ agents:
       databases: [{key: ops, name: atlas_ops, size: 20480, content_sha256: 0c1d...}]
       pruned: [/var/backups/warden/atlas/atlas_20241201T031700Z.tar.zst]
       removed_leftovers: []
+      damaged: []
+      rebuilt_manifests: []
+      unknown_format: []
       msg: ""
     hermes:
       status: unchanged
@@ -110,6 +121,15 @@ created:
   elements: str
 failed_agents:
   description: Agents whose backup failed (their C(msg) says why).
+  returned: always
+  type: list
+  elements: str
+damaged_agents:
+  description:
+    - Agents with an archive found damaged by this run (sha256 or size no longer the manifest's, or an archive
+      without a usable manifest that does not read back). Each is listed in the agent's C(damaged) with the
+      error and where it was moved (C(<backup dir>/<agent>/damaged/), kept for inspection); a new full archive
+      is made in the same run.
   returned: always
   type: list
   elements: str

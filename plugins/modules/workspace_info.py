@@ -24,7 +24,9 @@ options:
   verify:
     description:
       - Check the newest archive's sha256 against its manifest (reads the archive).
-      - Without it, an archive counts as verified when its manifest is valid and its size matches.
+      - Without it, the newest archive counts as verified when its size and mtime are the ones recorded at its
+        last full sha256 check (every backup run makes that check at least every C(verify_every) days);
+        C(verified) is null when it was never checked in full on this host.
     type: bool
     default: false
 extends_documentation_fragment:
@@ -82,7 +84,8 @@ agents:
         age: 28000
         size: 204800
         verified: true
-        checked: manifest
+        checked: size+mtime
+        last_full_verification: "2025-03-02T03:17:00Z"
         error: null
       service: {name: atlas, running: true}
       jails: [{name: atlasgit, slot: git, running: true}]

@@ -48,7 +48,11 @@ options:
     type: bool
     default: false
   env_passphrase_file:
-    description: Passphrase file for C(restore_env). Must be readable by its owner only.
+    description:
+      - Passphrase file for C(restore_env). Must be a regular file (not a symlink) owned by root and readable by
+        its owner only.
+      - The env file is decrypted into memory before the service is stopped, so a wrong passphrase fails the
+        restore before anything is swapped; it is then written 0600 from creation, owned by the target agent.
     type: path
   start_service:
     description:
