@@ -497,10 +497,8 @@ def state(name):
     result["warden0"] = result["interfaces"].get("warden0")
     result["default_route"] = k["routes"].get("default")
     result["sysctl"] = k["sysctl"]
-    result["pf"] = {"enabled": k["pf"]["enabled"],
-                    "anchors": {a or "/": {"nat": v.get("nat", []), "rules": v.get("rules", []),
-                                           "tables": v.get("tables", []), "file": v.get("file")}
-                                for a, v in sorted(k["pf"]["anchors"].items())}}
+    # enabled, main options, per anchor: rules as pfctl prints them, tables, referenced from main
+    result["pf"] = __import__("standin_doubles.pfctl", fromlist=["summary"]).summary(k["pf"])
     result["rc_conf"] = rcconf.read_all(r("/etc/rc.conf"))
     # services: every rc.d script, enabled (rc.subr "enabled") and pid (onestatus)
     services = {}

@@ -1,324 +1,613 @@
-"""pfctl(8) double with a real (if partial) pf.conf checker.
+"""pfctl(8) double: checks and loads pf.conf, shows rulesets, edits tables.
 
-Forms (after FreeBSD sbin/pfctl/pfctl.c and pfctl(8), 14.x):
+After FreeBSD 14 sbin/pfctl/pfctl.c (main(), getopt string
+"a:AdD:eqf:F:ghi:k:K:mMnNOo:Pp:rRs:t:T:vx:z"), pfctl_table.c and
+pfctl_parser.c.  The grammar lives in pf_parse.py, the printed form of a
+rule in pf_print.py.  Forms:
+
   pfctl [-q] [-v] [-n] [-a anchor] -f FILE|-   check (-n) or check and load
-  pfctl [-a anchor] -s rules|-sr|nat|-sn|Anchors|-sA|info|-si
-  pfctl [-a anchor] -F all|rules|nat
-  pfctl -e | -d                                 "pf enabled" / "pf disabled" (stderr)
-The checker (after FreeBSD sbin/pfctl/parse.y) enforces:
-  - macros defined before use      -> "FILE:N: macro 'x' not defined"
-  - balanced braces, parentheses and quotes -> "FILE:N: syntax error"
-  - statement order options, ethernet, normalization, queueing, translation,
-    filtering -> "FILE:N: Rules must be in order: options, ethernet,
-    normalization, queueing, translation, filtering" (check_rulestate)
-  - known statement keywords and rule words -> "FILE:N: syntax error"
-A rejected file is never loaded: "pfctl: Syntax error in config file: pf
-rules not loaded", exit 1, and the previously loaded ruleset stays.
+  pfctl [-v] [-a anchor[/*]] -s rules|nat|Anchors|Tables|info|Running|states|Sources|all
+  pfctl [-q] [-a anchor] -F all|rules|nat|Tables|states|Sources|info|ethernet
+  pfctl [-q] [-v] [-a anchor] -t TABLE -T add|delete|replace|test ADDR... | show|flush|kill
+  pfctl [-q] -e | -d                          "pf enabled" / "pf disabled" (stderr)
+Option letters combine as getopt(3) allows (-nf FILE, -vnf, -Fall, -Tshow,
+-eq, -dq, -sr), and one call may carry several actions, done in main()'s
+order: -d, -s, -F, -T, -f, -e.  Modifiers are prefix-matched
+(pfctl_lookup_option(): -s r, -F a, -T s).
+
+Kernel state (kernel()["pf"]): "enabled" and "anchors": path ("" = main) ->
+{file, options, tables {name: {flags, addrs}}, scrub, nat, rdr, binat,
+rules}; each rule keeps its parsed fields and its printed "text".  An anchor
+exists while it has rules or tables, has a child, or is called from a loaded
+rule (pf_ruleset.c pf_find_or_create_ruleset()/pf_remove_if_empty_ruleset()).
 """
 
 import ipaddress
-import re
 import sys
 
-from .common import err, getopt_strict, kernel, not_implemented, out
+from . import pf_parse
+from .common import Exit, err, getopt_strict, kernel, not_implemented, out
 
-ORDER_MSG = ("Rules must be in order: options, ethernet, normalization, queueing, "
-             "translation, filtering")
-ST_OPTIONS, ST_ETHER, ST_SCRUB, ST_QUEUE, ST_NAT, ST_FILTER = range(6)
-VERBS = {
-    "set": ST_OPTIONS, "ether": ST_ETHER, "scrub": ST_SCRUB, "scrub-anchor": ST_SCRUB,
-    "altq": ST_QUEUE, "queue": ST_QUEUE,
-    "nat": ST_NAT, "rdr": ST_NAT, "binat": ST_NAT, "nat-anchor": ST_NAT, "rdr-anchor": ST_NAT,
-    "binat-anchor": ST_NAT, "no": ST_NAT,
-    "pass": ST_FILTER, "block": ST_FILTER, "match": ST_FILTER, "anchor": ST_FILTER,
-    "antispoof": ST_FILTER,
-}
-TRANSLATION = {"nat", "rdr", "binat", "nat-anchor", "rdr-anchor", "binat-anchor", "no"}
-SET_OPTIONS = {"skip", "block-policy", "loginterface", "optimization", "limit", "timeout",
-               "state-policy", "require-order", "fingerprints", "debug", "hostid",
-               "ruleset-optimization", "syncookies", "keepcounters", "state-defaults", "reassemble"}
-# words pf.conf rules may contain (after parse.y's keyword table), plus
-# protocol, port and icmp-type names pfctl resolves through /etc files
-KEYWORDS = set("""
-all allow-opts altq anchor antispoof any bandwidth binat binat-anchor bitmask block block-policy
-buckets cbq code counters crop debug divert-reply divert-to dnpipe dnqueue drop drop-ovl dup-to
-ether fail-policy fairq fastroute file fingerprints flags floating flush for fragment from global
-group hfsc hogs hostid icmp-type icmp6-type if-bound in include inet inet6 keep keepcounters label
-limit linkshare load log loginterface map-e-portset match max max-mss max-src-conn max-src-conn-rate
-max-src-nodes max-src-states min-ttl modulate nat nat-anchor no no-df no-route no-sync on
-optimization os out overload pass port prio priority priq probability proto qlimit queue quick
-random random-id rdr rdr-anchor realtime reassemble reply-to require-order return return-icmp
-return-icmp6 return-rst ridentifier round-robin route route-to rtable rule ruleset-optimization
-scrub set set-tos skip sloppy source-hash source-track state state-defaults state-policy static-port
-sticky-address syncookies synproxy table tag tagged tbrsize timeout to tos ttl up upperlimit
-urpf-failed user group persist const self adaptive.start adaptive.end interval frag states src-nodes
-tables table-entries tcp.first tcp.opening tcp.established tcp.closing tcp.finwait tcp.closed
-udp.first udp.single udp.multiple icmp.first icmp.error other.first other.single other.multiple
-normal high-latency aggressive conservative basic none urgent misc loud yes tcp udp icmp icmp6
-ipv6-icmp gre esp ah carp pfsync ospf igmp pim sctp ssh http https domain ntp smtp submission imap
-imaps pop3 pop3s ftp ftp-data telnet bootps bootpc tftp snmp syslog ldap ldaps postgresql mysql
-microsoft-ds netbios-ssn echoreq echorep unreach timex paramprob redir routeradv routersol S/SA
-S/SAFR SA any/any
-""".split())  # noqa: SIM905
-IFACE_RE = re.compile(r"^!?\(?[a-z][a-z_]*[0-9]+[a-z0-9_]*(:network|:broadcast|:peer|:0)?\)?$")
-NUM_RE = re.compile(r"^[0-9]+([:.<>=!-]+[0-9]*)*[kKmMgG]?$")
+SHOW_OPTS = ("ether", "nat", "queue", "rules", "Anchors", "Sources", "states", "info",
+             "Interfaces", "labels", "timeouts", "memory", "Tables", "osfp", "Running", "all")
+CLEAR_OPTS = ("nat", "queue", "rules", "Sources", "states", "info", "Tables", "osfp", "all",
+              "ethernet")
+TABLE_CMDS = ("kill", "flush", "add", "delete", "load", "replace", "show", "test", "zero",
+              "expire", "reset")
+RULESETS = ("scrub", "rules", "nat", "rdr", "binat")
+USAGE = """usage: pfctl [-AdeghMmNnOPqRrvz] [-a anchor] [-D macro=value] [-F modifier]
+\t[-f file] [-i interface] [-K host | network]
+\t[-k host | network | gateway | label | id] [-o level] [-p device]
+\t[-s modifier] [-t table -T command [address ...]] [-x level]"""
+EX_TABLE = 255   # pfctl_table() returns -1 on error and main() exits with it
 
 
-class PfError(Exception):
-    def __init__(self, path, line, msg):
-        super().__init__(f"{path}:{line}: {msg}")
+def usage():
+    err(USAGE)
+    raise Exit(1)
 
 
-def _statements(text, path):
-    """Split pf.conf text into (line_no, statement) with continuations joined."""
-    stmts = []
-    buf, start = "", None
-    depth = 0
-    for no, raw in enumerate(text.splitlines(), start=1):
-        line = raw
-        # strip comments outside quotes
-        out_chars, quoted = [], False
-        for ch in line:
-            if ch == '"':
-                quoted = not quoted
-            if ch == "#" and not quoted:
-                break
-            out_chars.append(ch)
-        line = "".join(out_chars)
-        if quoted:
-            raise PfError(path, no, "syntax error")
-        cont = line.rstrip().endswith("\\")
-        if cont:
-            line = line.rstrip()[:-1]
-        if start is None and line.strip():
-            start = no
-        buf += " " + line
-        depth += line.count("{") - line.count("}")
-        if depth < 0:
-            raise PfError(path, no, "syntax error")
-        if cont or depth > 0:
+def lookup_option(cmd, choices):
+    """pfctl.c pfctl_lookup_option(): the first choice that starts with cmd."""
+    if cmd:
+        for c in choices:
+            if c.startswith(cmd):
+                return c
+    return None
+
+
+def empty_anchor():
+    return {"file": None, "options": {}, "tables": {}, "scrub": [], "nat": [], "rdr": [],
+            "binat": [], "rules": []}
+
+
+# ------------------------------------------------------------------ anchors
+
+def resolve_call(path, base):
+    """An anchor call is relative to the calling ruleset unless it starts with "/"."""
+    if base.startswith("/"):
+        return base.lstrip("/")
+    return f"{path}/{base}" if path and base else (path or base)
+
+
+def _calls(ruleset, path):
+    """Anchor paths called from one ruleset (relative to it unless they start with /)."""
+    found = []
+    for kind in ("rules", "nat", "rdr", "binat"):
+        for r in ruleset.get(kind, []):
+            name = r.get("anchor")
+            if not name:
+                continue
+            wildcard = name == "*" or name.endswith("/*")
+            base = name[:-2] if name.endswith("/*") else ("" if name == "*" else name)
+            found.append((resolve_call(path, base), wildcard))
+    return found
+
+
+def existing_anchors(pf):
+    """Every ruleset the kernel keeps: loaded ones, their parents, called ones."""
+    names = set()
+    for path, a in pf["anchors"].items():
+        if not path:
             continue
-        if buf.strip():
-            stmts.append((start, buf.strip()))
-        buf, start = "", None
-    if buf.strip():
-        raise PfError(path, start or 1, "syntax error")
-    return stmts
+        if any(a.get(k) for k in RULESETS + ("tables",)):
+            names.add(path)
+    for path, a in pf["anchors"].items():
+        for full, _wild in _calls(a, path):
+            if full:
+                names.add(full)
+    for n in list(names):
+        parts = n.split("/")
+        for i in range(1, len(parts)):
+            names.add("/".join(parts[:i]))
+    return names
 
 
-def _tokens(stmt):
-    return re.findall(r'"[^"]*"|\{|\}|\(|\)|,|[^\s{}(),"]+', stmt)
+def children(pf, path):
+    prefix = f"{path}/" if path else ""
+    return sorted(n for n in existing_anchors(pf) if n.startswith(prefix) and "/" not in n[len(prefix):])
 
 
-def _expand(stmt, macros, path, no):
-    def repl(m):
-        name = m.group(1)
-        if name not in macros:
-            raise PfError(path, no, f"macro '{name}' not defined")
-        return macros[name]
-    # macros are not expanded inside quoted strings (parse.y lexer)
-    parts = re.split(r'("[^"]*")', stmt)
-    return "".join(p if p.startswith('"') else re.sub(r"\$([A-Za-z_][A-Za-z0-9_]*)", repl, p)
-                   for p in parts)
+def referenced_anchors(pf):
+    """Anchors evaluated from the main ruleset: called directly, by "x/*", or
+    from an anchor that is itself evaluated (pf.c pf_step_into_anchor())."""
+    anchors = pf["anchors"]
+    reached, todo = set(), [""]
+    while todo:
+        path = todo.pop()
+        for full, wildcard in _calls(anchors.get(path, {}), path):
+            targets = children(pf, full) if wildcard else [full]
+            for t in targets:
+                if t not in reached:
+                    reached.add(t)
+                    todo.append(t)
+    return reached
 
 
-def _word_ok(w, interfaces):
-    punctuation = ("{", "}", "(", ")", ",", "!", "->", "=", "-", "<>", "><", ":", "/")
-    if w.startswith('"') or w.startswith("<") or w in punctuation:
-        return True
-    if w in KEYWORDS or w in interfaces or NUM_RE.match(w):
-        return True
-    for cand in (w.lstrip("!"), w.split("/")[0]):
-        try:
-            ipaddress.ip_network(w.lstrip("!"), strict=False)
-            return True
-        except ValueError:
-            try:
-                ipaddress.ip_address(cand)
-                return True
-            except ValueError:
-                pass
-    if re.match(r"^[0-9]+/[0-9]+$", w) or re.match(r"^[A-Za-z0-9_.-]+=[^ ]*$", w):
-        return True
-    return bool(IFACE_RE.match(w))
+def prune(pf):
+    """pf_remove_if_empty_ruleset(): drop stored anchors that no longer exist."""
+    alive = existing_anchors(pf)
+    for path in list(pf["anchors"]):
+        if path and path not in alive:
+            del pf["anchors"][path]
 
 
-def parse(text, path, interfaces, anchor="", depth=0):
-    """Return the list of expanded statements, or raise PfError."""
-    macros = {}
-    state = ST_OPTIONS
-    require_order = True
-    result = []
-    for no, stmt in _statements(text, path):
-        if stmt.count("(") != stmt.count(")") or stmt.count('"') % 2:
-            raise PfError(path, no, "syntax error")
-        m = re.match(r'^([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+)$', stmt)
-        if m and m.group(1) not in VERBS:
-            value = _expand(m.group(2).strip(), macros, path, no)
-            if value.startswith('"') and value.endswith('"'):
-                value = value[1:-1]
-            elif " " in value and not value.startswith("{"):
-                raise PfError(path, no, "syntax error")
-            macros[m.group(1)] = value
-            continue
-        stmt = _expand(stmt, macros, path, no)
-        toks = _tokens(stmt)
-        verb = toks[0]
-        if verb == "include":
-            if len(toks) != 2 or not toks[1].startswith('"'):
-                raise PfError(path, no, "syntax error")
-            inc = toks[1].strip('"')
-            try:
-                with open(inc, encoding="utf-8") as fh:
-                    result += parse(fh.read(), inc, interfaces, anchor, depth + 1)
-            except OSError:
-                raise PfError(path, no, f"cannot open include file {inc}") from None
-            continue
-        if verb == "table":
-            if len(toks) < 2 or not re.match(r"^<[A-Za-z0-9_-]+>$", toks[1]):
-                raise PfError(path, no, "syntax error")
-            result.append(("table", " ".join(toks)))
-            continue
-        if verb == "load":
-            if len(toks) != 5 or toks[1] != "anchor" or toks[3] != "from":
-                raise PfError(path, no, "syntax error")
-            result.append(("load", " ".join(toks)))
-            continue
-        if verb not in VERBS:
-            raise PfError(path, no, "syntax error")
-        if verb == "set":
-            if len(toks) < 3 or toks[1] not in SET_OPTIONS:
-                raise PfError(path, no, "syntax error")
-            if toks[1] == "require-order":
-                require_order = toks[2] == "yes"
-        if verb == "no" and (len(toks) < 2 or toks[1] not in ("nat", "rdr", "binat")):
-            raise PfError(path, no, "syntax error")
-        want = VERBS[verb]
-        if verb in ("nat", "rdr", "binat") and "->" not in toks:
-            raise PfError(path, no, "syntax error")
-        if require_order and want < state:
-            raise PfError(path, no, ORDER_MSG)
-        state = max(state, want)
-        for w in toks[1:]:
-            if not _word_ok(w, interfaces):
-                raise PfError(path, no, "syntax error")
-        kind = "nat" if verb in TRANSLATION else ("options" if verb == "set" else
-                                                  "scrub" if want == ST_SCRUB else "filter")
-        result.append((kind, " ".join(t for t in toks if t != ",")))
+def summary(pf):
+    """What `standin state` shows under "pf": per existing anchor its rules as
+    pfctl prints them, its tables (name -> addresses) and whether the main
+    ruleset reaches it."""
+    reached = referenced_anchors(pf)
+    result = {"enabled": pf["enabled"],
+              "options": pf["anchors"].get("", {}).get("options", {}), "anchors": {}}
+    for path in sorted(existing_anchors(pf) | {""}):
+        a = pf["anchors"].get(path, empty_anchor())
+        result["anchors"][path or "/"] = {
+            "referenced": path == "" or path in reached,
+            "file": a.get("file"),
+            "options": a.get("options", {}),
+            "scrub": [r["text"] for r in a.get("scrub", [])],
+            "nat": [r["text"] for r in a.get("nat", [])],
+            "rdr": [r["text"] for r in a.get("rdr", [])],
+            "binat": [r["text"] for r in a.get("binat", [])],
+            "rules": [r["text"] for r in a.get("rules", [])],
+            "tables": {n: t["addrs"] for n, t in sorted(a.get("tables", {}).items())},
+        }
     return result
 
 
-def _load_text(path):
+# ------------------------------------------------------------------ load
+
+def _context(k):
+    return pf_parse.context_from_kernel(k)
+
+
+def _read(path):
     if path == "-":
-        return sys.stdin.read(), "-"
+        return sys.stdin.read(), "stdin"    # parse.y pushfile(): "-" is named stdin
     with open(path, encoding="utf-8") as fh:
         return fh.read(), path
 
 
-def main(args):
-    opts, rest = getopt_strict("pfctl", args, "a:def:F:ns:vqP")
-    if rest:
-        not_implemented("pfctl", args)
-    o = {}
-    for k, v in opts:
-        o[k] = v
-    anchor = o.get("-a", "")
-    actions = [k for k in ("-e", "-d", "-f", "-F", "-s") if k in o]
-    if len(actions) != 1:
-        not_implemented("pfctl", args)
-    act = actions[0]
-    quiet = "-q" in o
-    if act == "-e" or act == "-d":
-        if anchor or "-n" in o:
-            not_implemented("pfctl", args)
-        with kernel(write=True) as k:
-            on = act == "-e"
-            if k["pf"]["enabled"] == on:
-                err("pfctl: pf already enabled" if on else "pfctl: pf not enabled")
-                return 1
-            k["pf"]["enabled"] = on
-        if not quiet:
-            err("pf enabled" if on else "pf disabled")
-        return 0
-    if act == "-f":
+def parse_with_loads(ctx, text, name, anchor, seen=None):
+    """Parse a file and every `load anchor` it names; return {anchor: ruleset}."""
+    ruleset, errors = pf_parse.parse(text, name, ctx, anchor)
+    result = {anchor: (ruleset, name)}
+    if errors:
+        return result, errors
+    for load in ruleset["loads"]:
         try:
-            text, path = _load_text(o["-f"])
-        except OSError:
-            err("pfctl: {}: No such file or directory".format(o["-f"]))
-            return 1
-        with kernel() as k:
-            interfaces = set(k["ifaces"])
-            for i in k["ifaces"].values():
-                interfaces.update(i.get("groups", []))
-        interfaces.add("egress")
-        try:
-            rules = parse(text, path, interfaces, anchor)
-        except PfError as exc:
-            err(str(exc))
-            if "-n" not in o:
-                err("pfctl: Syntax error in config file: pf rules not loaded")
-            return 1
-        if "-n" in o:
-            return 0
-        with kernel(write=True) as k:
-            anchors = k["pf"]["anchors"]
-            anchors[anchor] = {
-                "file": path,
-                "options": [r for kind, r in rules if kind == "options"],
-                "tables": [r for kind, r in rules if kind == "table"],
-                "scrub": [r for kind, r in rules if kind == "scrub"],
-                "nat": [r for kind, r in rules if kind == "nat"],
-                "rules": [r for kind, r in rules if kind == "filter"],
-            }
-        return 0
-    if "-n" in o:
-        not_implemented("pfctl", args)
-    if act == "-F":
-        what = o["-F"]
-        if what not in ("all", "rules", "nat", "Tables"):
-            not_implemented("pfctl", args)
-        with kernel(write=True) as k:
-            a = k["pf"]["anchors"].get(anchor)
-            if a:
-                if what in ("all", "rules"):
-                    a["rules"], a["scrub"] = [], []
-                if what in ("all", "nat"):
-                    a["nat"] = []
-                if what in ("all", "Tables"):
-                    a["tables"] = []
-                if not any(a.get(x) for x in ("rules", "scrub", "nat", "tables")) and anchor:
-                    del k["pf"]["anchors"][anchor]
-        if not quiet:
-            if what in ("all", "rules"):
-                err("rules cleared")
-            if what in ("all", "nat"):
-                err("nat cleared")
-            if what in ("all", "Tables"):
-                err("0 tables deleted.")
-        return 0
-    what = o["-s"]
+            sub_text, sub_name = _read(load["file"])
+        except OSError as exc:
+            return result, [f"pfctl: {load['file']}: {exc.strerror}", "pfctl: load anchors"]
+        sub, sub_errors = parse_with_loads(ctx, sub_text, sub_name, load["anchor"])
+        if sub_errors:
+            return result, sub_errors + ["pfctl: load anchors"]
+        result.update(sub)
+    return result, []
+
+
+def store_ruleset(pf, anchor, ruleset, name):
+    old = pf["anchors"].get(anchor, empty_anchor())
+    new = empty_anchor()
+    new["file"] = name
+    if not anchor:
+        # options are loaded for the main ruleset only (loadopt & PFCTL_FLAG_OPTION)
+        new["options"] = ruleset["options"]
+    for kind in RULESETS:
+        new[kind] = ruleset[kind]
+    # tables defined in the file replace their namesakes; persistent ones
+    # created before (pfctl -T add makes them persistent) stay
+    previous = old.get("tables") if isinstance(old.get("tables"), dict) else {}
+    tables = {n: t for n, t in previous.items() if "persist" in t["flags"]}
+    tables.update(ruleset["tables"])
+    new["tables"] = tables
+    pf["anchors"][anchor] = new
+
+
+def load(args_anchor, path, opts):
+    try:
+        text, name = _read(path)
+    except OSError as exc:
+        err(f"pfctl: {path}: {exc.strerror}")
+        return 1
     with kernel() as k:
-        pf = k["pf"]
-        a = pf["anchors"].get(anchor, {})
-        if what in ("r", "rules"):
-            for r in a.get("scrub", []) + a.get("rules", []):
-                out(r)
-        elif what in ("n", "nat"):
-            for r in a.get("nat", []):
-                out(r)
-        elif what in ("A", "Anchors"):
-            prefix = anchor + "/" if anchor else ""
-            for name in sorted(pf["anchors"]):
-                if name and name.startswith(prefix):
-                    out("  " + name)
-        elif what in ("i", "info"):
-            if anchor:
-                not_implemented("pfctl", args)
-            out("Status: %s for 0 days 00:00:00           Debug: Urgent" %
-                ("Enabled" if pf["enabled"] else "Disabled"))
-            out("")
-            out("State Table                          Total             Rate")
-            out("  current entries                        0               ")
+        ctx = _context(k)
+    try:
+        parsed, errors = parse_with_loads(ctx, text, name, args_anchor)
+    except pf_parse.Unsupported as exc:
+        err(f"stand-in: pfctl: {exc} is not implemented")
+        raise Exit(64) from None
+    if errors:
+        for e in errors:
+            err(e)
+        if "-n" not in opts:
+            err("pfctl: Syntax error in config file: pf rules not loaded")
+        return 1
+    if "-v" in opts:
+        for anchor, (ruleset, _n) in parsed.items():
+            verbose_listing(ruleset, anchor != args_anchor)
+    if "-n" in opts:
+        return 0
+    with kernel(write=True) as k:
+        for anchor, (ruleset, name) in parsed.items():
+            store_ruleset(k["pf"], anchor, ruleset, name)
+        prune(k["pf"])
+    return 0
+
+
+def verbose_listing(ruleset, nested):
+    """-v: what pfctl prints while loading: tables, then rules per ruleset
+    in pfctl_load_ruleset() order (scrub, filter, nat, binat, rdr)."""
+    for tname, t in ruleset["tables"].items():
+        flags = "".join(" " + f for f in t["flags"])
+        addrs = " ".join(t["addrs"])
+        out(f"table <{tname}>{flags} {{ {addrs} }}" if addrs else f"table <{tname}>{flags}")
+    for kind in ("scrub", "rules", "nat", "binat", "rdr"):
+        for r in ruleset[kind]:
+            out(("  " if nested else "") + r["text"])
+
+
+# ------------------------------------------------------------------ show
+
+def show_rules(pf, anchor, recurse, depth=0, wildcard=False):
+    """pfctl.c pfctl_show_rules(): scrub then filter rules; with recursion an
+    anchor rule opens "{", its rules follow indented by two spaces per level."""
+    lines = []
+    indent = "  " * depth
+    if wildcard and recurse:
+        for child in children(pf, anchor):
+            lines.append(f'{indent}anchor "{child.rsplit("/", 1)[-1]}" all {{')
+            lines += show_rules(pf, child, recurse, depth + 1)
+            lines.append(indent + "}")
+        return lines
+    a = pf["anchors"].get(anchor, {})
+    for r in a.get("scrub", []):
+        lines.append(indent + r["text"])
+    for r in a.get("rules", []):
+        if r.get("anchor") and recurse:
+            name = r["anchor"]
+            wild = name == "*" or name.endswith("/*")
+            base = name[:-2] if name.endswith("/*") else ("" if name == "*" else name)
+            full = resolve_call(anchor, base)
+            lines.append(indent + r["text"] + " {")
+            lines += show_rules(pf, full, recurse, depth + 1, wild)
+            lines.append(indent + "}")
         else:
+            lines.append(indent + r["text"])
+    return lines
+
+
+def show_nat(pf, anchor):
+    a = pf["anchors"].get(anchor, {})
+    return [r["text"] for kind in ("nat", "rdr", "binat") for r in a.get(kind, [])]
+
+
+def table_flags(pf, anchor, name, t):
+    referenced = any(r.get(side, {}).get("type") == "table" and r[side].get("name") == name
+                     for kind in RULESETS for r in pf["anchors"].get(anchor, {}).get(kind, [])
+                     for side in ("src", "dst"))
+    # pfctl_table.c print_table(): c p a i r h C
+    return ("c" if "const" in t["flags"] else "-") + ("p" if "persist" in t["flags"] else "-") + \
+        "a-" + ("r" if referenced else "-") + "-" + ("C" if "counters" in t["flags"] else "-")
+
+
+def show_tables(pf, anchor, verbose):
+    a = pf["anchors"].get(anchor, {})
+    lines = []
+    for name in sorted(a.get("tables", {})):
+        if verbose:
+            lines.append(f"{table_flags(pf, anchor, name, a['tables'][name])}\t{name}" +
+                         (f"\t{anchor}" if anchor else ""))
+        else:
+            lines.append(name)
+    return lines
+
+
+def status_lines(pf):
+    # pf_print_state.c print_status() head; counters stay 0: no packets pass here
+    state = "Enabled" if pf["enabled"] else "Disabled"
+    return [f"Status: {state} for 0 days 00:00:00           Debug: Urgent", "",
+            "State Table                          Total             Rate",
+            "  current entries                        0               "]
+
+
+def show(pf, what, anchor, recurse, opts):
+    if anchor and anchor not in existing_anchors(pf) and what in ("rules", "nat", "Tables"):
+        err("pfctl: DIOCGETRULES: Invalid argument" if what != "Tables"
+            else "pfctl: Anchor does not exist.")
+        return 0 if what != "Tables" else 1
+    if what == "rules":
+        for line in show_rules(pf, anchor, recurse):
+            out(line)
+    elif what == "nat":
+        for line in show_nat(pf, anchor):
+            out(line)
+    elif what == "Anchors":
+        if anchor and anchor not in existing_anchors(pf):
+            err(f"Anchor '{anchor}' not found.")
+            return 0
+
+        def walk(path):
+            for child in children(pf, path):
+                out("  " + child)
+                if "-v" in opts:
+                    walk(child)
+        walk(anchor)
+    elif what == "Tables":
+        for line in show_tables(pf, anchor, "-v" in opts):
+            out(line)
+    elif what == "info":
+        for line in status_lines(pf):
+            out(line)
+    elif what == "Running":
+        # pfctl_show_running(): prints the state, exits 0 when running
+        out("Enabled" if pf["enabled"] else "Disabled")
+        return 0 if pf["enabled"] else 1
+    elif what in ("states", "Sources"):
+        pass    # no packets pass through the stand-in, so there are no states
+    elif what == "all":
+        # pfctl_print_title() sections; TIMEOUTS, LIMITS and the rest are not modelled
+        sections = [("TRANSLATION RULES:", show_nat(pf, anchor)),
+                    ("FILTER RULES:", show_rules(pf, anchor, recurse)),
+                    ("INFO:", status_lines(pf)),
+                    ("TABLES:", show_tables(pf, anchor, False))]
+        first = True
+        for title, lines in sections:
+            if not lines and title != "INFO:":
+                continue
+            if not first:
+                out("")
+            first = False
+            out(title)
+            for line in lines:
+                out(line)
+    else:
+        raise NotImplementedError(what)
+    return 0
+
+
+# ------------------------------------------------------------------ flush
+
+def xprintf(opts, msg):
+    """pfctl_table.c xprintf(): message on stderr ending in "." unless -q."""
+    if "-q" not in opts:
+        err(msg + (" (syntax only)." if "-n" in opts else "."))
+
+
+def flush(what, anchor, opts):
+    quiet = "-q" in opts
+    with kernel(write=True) as k:
+        pf = k["pf"]
+        a = pf["anchors"].setdefault(anchor, empty_anchor())
+        msgs = []
+        if what in ("ethernet", "all"):
+            msgs.append("Ethernet rules cleared")
+        if what in ("rules", "all"):
+            a["scrub"], a["rules"] = [], []
+            msgs.append("rules cleared")
+        if what in ("nat", "all"):
+            a["nat"], a["rdr"], a["binat"] = [], [], []
+            msgs.append("nat cleared")
+        if what in ("Tables", "all"):
+            n = len(a["tables"])
+            a["tables"] = {}
+            msgs.append(f"{n} tables deleted.")
+        if what == "states" or (what == "all" and not anchor):
+            msgs.append("0 states cleared")
+        if what == "Sources" or (what == "all" and not anchor):
+            msgs.append("source tracking entries cleared")
+        if what == "info" or (what == "all" and not anchor):
+            msgs.append("pf: statistics cleared")
+        if what == "all" and not anchor:
+            a["options"].pop("skip", None)
+            msgs.append("pf: interface flags reset")
+        prune(pf)
+    if not quiet:
+        for m in msgs:
+            err(m)
+    return 0
+
+
+# ------------------------------------------------------------------ tables
+
+def parse_addresses(ctx, words, test):
+    """pfctl_parser.c append_addr(): "!" negation, host() resolution."""
+    found = []
+    parser = pf_parse.Parser(ctx)
+    for w in words:
+        neg = False
+        while w.startswith("!"):
+            neg, w = not neg, w[1:]
+        hosts = parser.resolve_host(w) if w else None
+        for line in parser.errors:
+            err(line)
+        parser.errors.clear()
+        if not hosts:
+            return None
+        for h in hosts:
+            width = 32 if h["af"] == "inet" else 128
+            if test and (neg or h["bits"] != width):
+                err(f"pfctl: cannot decode {w}: Invalid argument")
+                return None
+            if h["bits"] > width or not h["exact"]:
+                err("pfctl: Invalid argument.")     # pfr_validate_addr() EINVAL, radix_perror()
+                return None
+            text = h["addr"] if h["bits"] == width else f"{h['addr']}/{h['bits']}"
+            found.append(("!" if neg else "") + text)
+    return found
+
+
+def _covers(entry, addr):
+    """Table lookup (pfr_match_addr): longest prefix wins, "!" entries exclude."""
+    best = None
+    for e in entry:
+        net = ipaddress.ip_network(e.lstrip("!"), strict=False)
+        ip = ipaddress.ip_address(addr)
+        longer = best is None or net.prefixlen > best[0].prefixlen
+        if ip.version == net.version and ip in net and longer:
+            best = (net, e.startswith("!"))
+    return best is not None and not best[1]
+
+
+def table_command(name, cmd, words, anchor, opts):
+    if len(name) >= pf_parse.PF_TABLE_NAME_SIZE:
+        usage()
+    with kernel() as k:
+        ctx = _context(k)
+    if cmd in ("show", "flush", "kill") and words:
+        usage()
+    addrs = []
+    if cmd in ("add", "delete", "replace", "test"):
+        addrs = parse_addresses(ctx, words, test=cmd == "test")
+        if addrs is None:
+            return EX_TABLE
+    dry = "-n" in opts
+    with kernel(write=not dry) as k:
+        pf = k["pf"]
+        a = pf["anchors"].get(anchor)
+        table = (a or {}).get("tables", {}).get(name)
+        if cmd in ("add", "replace") and table is None:
+            # CREATE_TABLE: a table made from the command line is persistent
+            xprintf(opts, "1 table created")
+            a = pf["anchors"].setdefault(anchor, empty_anchor())
+            table = a["tables"].setdefault(name, {"flags": ["persist"], "addrs": []})
+            if dry:
+                return 0
+        if table is None:
+            err("pfctl: Table does not exist.")
+            return EX_TABLE
+        if cmd in ("add", "delete", "replace", "flush") and "const" in table["flags"]:
+            err("pfctl: Operation not permitted.")
+            return EX_TABLE
+        current = table["addrs"]
+        if cmd == "show":
+            for e in current:
+                neg = e.startswith("!")
+                out(f"  {'!' if neg else ' '}{e.lstrip('!')}")   # print_addrx(): "%c %c%s"
+        elif cmd == "add":
+            new = [x for i, x in enumerate(addrs) if x not in current and x not in addrs[:i]]
+            table["addrs"] = current + new
+            xprintf(opts, f"{len(new)}/{len(addrs)} addresses added")
+        elif cmd == "delete":
+            gone = [x for x in dict.fromkeys(addrs) if x in current]
+            table["addrs"] = [x for x in current if x not in gone]
+            xprintf(opts, f"{len(gone)}/{len(addrs)} addresses deleted")
+        elif cmd == "replace":
+            wanted = list(dict.fromkeys(addrs))
+            added = [x for x in wanted if x not in current]
+            deleted = [x for x in current if x not in wanted]
+            table["addrs"] = wanted
+            if added:
+                xprintf(opts, f"{len(added)} addresses added")
+            if deleted:
+                xprintf(opts, f"{len(deleted)} addresses deleted")
+            if not added and not deleted:
+                xprintf(opts, "no changes")
+        elif cmd == "flush":
+            xprintf(opts, f"{len(current)} addresses deleted")
+            table["addrs"] = []
+        elif cmd == "kill":
+            del a["tables"][name]
+            xprintf(opts, "1 table deleted")
+            prune(pf)
+        elif cmd == "test":
+            hits = [x for x in addrs if _covers(current, x)]
+            xprintf(opts, f"{len(hits)}/{len(addrs)} addresses match")
+            if "-v" in opts:
+                for x in hits:
+                    out(f"M  {x}")
+            return 2 if len(hits) < len(addrs) else 0
+    return 0
+
+
+# ------------------------------------------------------------------ main
+
+def main(args):
+    opts, rest = getopt_strict("pfctl", args, "a:AdD:eqf:F:ghi:k:K:mMnNOo:Pp:rRs:St:T:vx:z")
+    o = {}
+    for flag, value in opts:
+        if flag in ("-A", "-D", "-g", "-h", "-i", "-k", "-K", "-m", "-M", "-N", "-O", "-o", "-p",
+                    "-P", "-r", "-R", "-S", "-x", "-z"):
             not_implemented("pfctl", args)
+        o[flag] = value
+    if not o:
+        usage()
+    show_opt = clear_opt = table_cmd = None
+    if "-s" in o:
+        show_opt = lookup_option(o["-s"], SHOW_OPTS)
+        if show_opt is None:
+            err(f"pfctl: Unknown show modifier '{o['-s']}'")
+            usage()
+    if "-F" in o:
+        clear_opt = lookup_option(o["-F"], CLEAR_OPTS)
+        if clear_opt is None:
+            err(f"pfctl: Unknown flush modifier '{o['-F']}'")
+            usage()
+    if "-T" in o:
+        table_cmd = lookup_option(o["-T"], TABLE_CMDS)
+        if table_cmd is None:
+            err(f"pfctl: Unknown table command '{o['-T']}'")
+            usage()
+    if ("-T" in o) != ("-t" in o):
+        usage()
+    if rest and table_cmd is None:
+        err(f"pfctl: unknown command line argument: {rest[0]} ...")
+        usage()
+    if show_opt in ("ether", "queue", "Interfaces", "labels", "timeouts", "memory", "osfp") or \
+            clear_opt in ("queue", "osfp") or table_cmd in ("load", "zero", "expire", "reset"):
+        not_implemented("pfctl", args)
+
+    anchor, recurse = o.get("-a"), False
+    if anchor is not None:
+        if anchor == "":
+            err("pfctl: anchor name must not be empty")
+            return 1
+        if anchor.endswith("*"):
+            # main(): a trailing "*" (or "/*") asks for recursion
+            anchor = anchor[:-2] if anchor.endswith("/*") else anchor[:-1]
+            recurse = True
+    anchor = anchor or ""
+    modifying = clear_opt or "-f" in o
+    if modifying and (anchor.startswith("_") or "/_" in anchor):
+        err("pfctl: anchor names beginning with '_' cannot be modified from the command line")
+        return 1
+    if recurse and (clear_opt or "-f" in o or table_cmd):
+        not_implemented("pfctl", args)
+
+    if "-n" in o:
+        # main(): -n turns off -e, -d, -F and -s; only -f (and -T) are checked
+        show_opt = clear_opt = None
+        o.pop("-e", None)
+        o.pop("-d", None)
+    status = 0
+    if "-d" in o:
+        status |= enable(False, o)
+    if show_opt:
+        with kernel() as k:
+            rc = show(k["pf"], show_opt, anchor, recurse, o)
+        status = status or rc
+    if clear_opt:
+        status = status or flush(clear_opt, anchor, o)
+    if table_cmd:
+        rc = table_command(o["-t"], table_cmd, rest, anchor, o)
+        if "-f" in o:
+            o.pop("-f")      # main(): -f with -T names an address file (not modelled)
+            not_implemented("pfctl", args)
+        status = rc if rc else status
+    if "-f" in o and load(anchor, o["-f"], o):
+        status = 1
+    if "-e" in o:
+        status |= enable(True, o)
+    return status
+
+
+def enable(on, o):
+    with kernel(write=True) as k:
+        if k["pf"]["enabled"] == on:
+            # pfctl_enable()/pfctl_disable(): EEXIST / ENOENT from DIOCSTART/DIOCSTOP
+            err("pfctl: pf already enabled" if on else "pfctl: pf not enabled")
+            raise Exit(1)
+        k["pf"]["enabled"] = on
+    if "-q" not in o:
+        err("pf enabled" if on else "pf disabled")
     return 0
