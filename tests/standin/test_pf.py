@@ -97,6 +97,8 @@ ACCEPTED = [
     ("pass on bridge all\n", ["pass on bridge all flags S/SA keep state"]),
     # addresses
     ("pass from ! 10.0.0.0/8 to 10.0.1.5\n", ["pass inet from ! 10.0.0.0/8 to 10.0.1.5 flags S/SA keep state"]),
+    # set_ipmask() masks the address: pfctl prints 1.2.3.0/25 for 1.2.3.4/25 (tests/files/pf0019)
+    ("pass to 1.2.3.4/25\n", ["pass inet from any to 1.2.3.0/25 flags S/SA keep state"]),
     ("pass from 10/8\n", ["pass inet from 10.0.0.0/8 to any flags S/SA keep state"]),
     ("pass inet6 from 2001:db8::/32 to any\n", ["pass inet6 from 2001:db8::/32 to any flags S/SA keep state"]),
     ("pass from <t> to (vtnet0)\n", ["pass from <t> to (vtnet0) flags S/SA keep state"]),
@@ -190,6 +192,7 @@ def test_options_and_tables_are_kept():
         "set reassemble yes no-df\nset keepcounters\nset require-order yes\n"
         "table <warden_net> persist { 10.0.1.0/24, 192.168.72.0/24 }\n"
         "table <c> const counters { 10.0.1.5 !10.0.1.6 }\ntable <empty> persist\n"
+        "table <masked> { 10.0.4.7/24 }\n"
         'table <f> file "/etc/hosts.pf"\n',
         files={"/etc/hosts.pf": "10.0.2.0/24 # comment\n10.0.3.1\n"})
     assert errors == []
@@ -203,7 +206,14 @@ def test_options_and_tables_are_kept():
         "warden_net": {"flags": ["persist"], "addrs": ["10.0.1.0/24", "192.168.72.0/24"]},
         "c": {"flags": ["const", "counters"], "addrs": ["10.0.1.5", "!10.0.1.6"]},
         "empty": {"flags": ["persist"], "addrs": []},
+        "masked": {"flags": [], "addrs": ["10.0.4.0/24"]},
         "f": {"flags": [], "addrs": ["10.0.2.0/24", "10.0.3.1"]}}
+    # -v lines in print_tabledef() form (sbin/pfctl/tests/files/pf0048.ok)
+    assert [v for v in ruleset["verbose"] if v.startswith("table")] == [
+        "table <warden_net> persist { 10.0.1.0/24 192.168.72.0/24 }",
+        "table <c> const counters { 10.0.1.5 !10.0.1.6 }", "table <empty> persist",
+        "table <masked> { 10.0.4.0/24 }", 'table <f> file "/etc/hosts.pf"']
+    assert ruleset["verbose"][:2] == ["set skip on { lo0 }", "set skip on { lo0 bridge }"]
 
 
 def test_load_anchor_and_require_order_no():
@@ -280,8 +290,7 @@ REFUSED = [
     ("set nosuchoption 1\n", ["pf.conf:1: syntax error"]),
     ("set limit nosuch 5\n", ["pfctl: Bad pool name.", "pf.conf:1: unable to set limit nosuch"]),
     ("set debug verbose\n", ['pfctl: unknown debug level "verbose"', "pf.conf:1: error setting debug"]),
-    ("table <t> persist { 10.0.1.5/24 }\n", ["pf.conf:1: cannot define table 10.0.1.5/24: Invalid argument"]),
-    ("table <t> { 10.0.1.0/33 }\n", ["pf.conf:1: cannot define table 10.0.1.0/33: Invalid argument"]),
+    ("table <t> { 10.0.1.0/33 }\n", ["pf.conf:1: cannot create address buffer: Invalid argument"]),
     ("table <t> { 10.0.1.300 }\n", ["no IP address found for 10.0.1.300",
                                     "pf.conf:1: could not parse host specification"]),
     ("table t { 10.0.1.0/24 }\n", ["pf.conf:1: syntax error"]),
@@ -576,6 +585,8 @@ def test_pfctl_stdin_and_the_forms_rc_d_pf_uses(host):
     assert ok(host, "pfctl -sr") == "block drop all\n"
     # -v prints what it loads; -n turns off -e and -s
     out = ok(host, "pfctl -vnf /etc/pf.conf")
+    assert out.splitlines()[:3] == ['ext_if = "vtnet0"', 'warden_net = "{ 10.0.1.0/24 192.168.72.0/24 }"',
+                                    "set skip on { lo0 }"]
     assert "pass quick on warden0 inet from 10.0.1.0/24 to any flags S/SA keep state" in out
     assert sh(host, "pfctl -n -e -f /etc/pf.conf")[0] == 0
     assert sh(host, "pfctl -s Running")[1] == "Disabled\n"
@@ -605,8 +616,12 @@ def test_pfctl_tables(host):
     assert sh(host, "pfctl -t atlas_net -T show") == (255, "", "pfctl: Table does not exist.\n")
     assert sh(host, "pfctl -a warden/atlas -t atlas_net -T flush") == (0, "", "1 addresses deleted.\n")
     assert sh(host, "pfctl -a warden/atlas -t atlas_net -T kill") == (0, "", "1 table deleted.\n")
-    # refused: bits beyond the prefix, a bad address, a const table, no -T with -t
-    assert sh(host, "pfctl -t warden_net -T add 10.0.1.5/24") == (255, "", "pfctl: Invalid argument.\n")
+    # the address is masked with its prefix (set_ipmask()), so 10.0.1.5/24 is 10.0.1.0/24
+    assert sh(host, "pfctl -t warden_net -T add 10.0.1.5/24") == (0, "", "1/1 addresses added.\n")
+    assert "   10.0.1.0/24\n" in ok(host, "pfctl -t warden_net -T show")
+    # refused: a prefix too long, a bad address, a const table, no -T with -t
+    assert sh(host, "pfctl -t warden_net -T add 10.0.1.0/33") == (
+        255, "", "pfctl: cannot decode 10.0.1.0/33: Invalid argument\n")
     rc, _o, err = sh(host, "pfctl -t warden_net -T add 10.0.1.300")
     assert rc == 255 and err == "no IP address found for 10.0.1.300\n"
     assert sh(host, "pfctl -t c -T add 10.0.8.1") == (255, "", "pfctl: Operation not permitted.\n")

@@ -276,8 +276,9 @@ class Parser:
         self.state = ST_NONE
         self.require_order = True
         self.block_policy = "drop"
+        # "verbose": what pfctl -v prints while parsing (macros, tables, some options)
         self.ruleset = {"options": {}, "tables": {}, "scrub": [], "nat": [], "rdr": [],
-                        "binat": [], "rules": [], "loads": []}
+                        "binat": [], "rules": [], "loads": [], "verbose": []}
         self.lex = None
         self.tok = None
         self.files = []
@@ -427,6 +428,7 @@ class Parser:
             self.fail()
         self.end_of_statement()
         self.macros[name] = " ".join(parts)
+        self.ruleset["verbose"].append(f'{name} = "{self.macros[name]}"')
 
     def include(self):
         self.advance()
@@ -452,6 +454,8 @@ class Parser:
         if w == "skip":
             self.expect_kw("on")
             names = [i["name"] for i in self.interface_list()]
+            # parse.y expand_skip_interface(): "set skip on { lo0 }" under -v
+            self.ruleset["verbose"].append("set skip on {" + "".join(" " + n for n in names) + " }")
             opts.setdefault("skip", [])
             opts["skip"] += [n for n in names if n not in opts["skip"]]
         elif w == "block-policy":
@@ -460,6 +464,7 @@ class Parser:
                 self.fail()
             self.block_policy = v
             opts["block-policy"] = v
+            self.ruleset["verbose"].append(f"set block-policy {v}")
         elif w == "state-policy":
             v = self.accept_kw("if-bound", "floating")
             if not v:
@@ -546,7 +551,7 @@ class Parser:
         self.expect_char(">")
         if len(name) >= PF_TABLE_NAME_SIZE:
             self.fail(f"table name too long, max {PF_TABLE_NAME_SIZE - 1} chars")
-        flags, addrs = [], []
+        flags, addrs, shown = [], [], []    # shown: the { } lists and files, for -v
         while self.tok.kind not in ("NL", "EOF"):
             if self.tok.kind == "STRING" and self.tok.value in ("persist", "const", "counters"):
                 if self.tok.value not in flags:
@@ -561,8 +566,10 @@ class Parser:
                 for line in text.splitlines():
                     for word in line.split("#", 1)[0].split():
                         addrs += self.table_address(word)
+                shown.append(f'file "{path}"')
             elif self.accept_char("{"):
                 self.optnl()
+                listed = []
                 while not self.is_char("}"):
                     neg = self.accept_char("!")
                     if self.tok.kind not in ("STRING", "NUMBER"):
@@ -571,9 +578,14 @@ class Parser:
                     self.advance()
                     if self.accept_char("/"):
                         word += "/" + str(self.number())
-                    addrs += self.table_address(("!" if neg else "") + word)
+                    listed += self.table_address(("!" if neg else "") + word)
                     self.comma()
                 self.advance()
+                addrs += listed
+                if shown and isinstance(shown[-1], list):
+                    shown[-1] += listed          # print_tabledef() merges adjacent lists
+                else:
+                    shown.append(listed)
             else:
                 self.fail()
         if self.state > ST_FILTER:
@@ -585,6 +597,11 @@ class Parser:
             if a not in unique:
                 unique.append(a)
         self.ruleset["tables"][name] = {"flags": flags, "addrs": unique}
+        # pfctl_parser.c print_tabledef(): flags in const, persist, counters order
+        text = f"table <{name}>" + "".join(f" {f}" for f in ("const", "persist", "counters") if f in flags)
+        for item in shown:
+            text += " { " + " ".join(item) + " }" if isinstance(item, list) else " " + item
+        self.ruleset["verbose"].append(text)
 
     def table_address(self, word):
         """One table entry (pfctl_parser.c append_addr): prefixes only, host bits clear."""
@@ -595,19 +612,18 @@ class Parser:
             self.fail("could not parse host specification")
         out = []
         for h in hosts:
-            width = 32 if h["af"] == "inet" else 128
-            if h["bits"] > width or not h["exact"]:
-                # pfr_validate_addr() refuses bits beyond the prefix or the family
-                self.fail(f"cannot define table {spec}: Invalid argument")
+            if h["bits"] > (32 if h["af"] == "inet" else 128):
+                # pfctl_parser.c append_addr_host(): EINVAL; parse.y process_tabledef()
+                self.fail("cannot create address buffer: Invalid argument")
             out.append(("!" if neg else "") + _fmt_host(h))
         return out
 
     def resolve_host(self, spec):
         """pfctl_parser.c host(): interface or group, IP literal (with prefix), /etc/hosts.
 
-        Returns a list of {"addr", "bits", "af", "exact"} (exact: no bits set
-        beyond the prefix), or None when nothing matched; the message pfctl
-        prints to stderr for that case is already recorded.
+        Returns a list of {"addr", "bits", "af"}, the address masked with its
+        prefix as set_ipmask() does ("1.2.3.4/25" is 1.2.3.0/25), or None when
+        nothing matched; the message pfctl prints for that is already recorded.
         """
         base, slash, bits = spec.partition("/")
         if slash:
@@ -627,7 +643,7 @@ class Parser:
                 self.unsupported(f"interface modifier :{modifier}")
             nets = self.ctx.iface_addrs(ifname, network=modifier == "network")
             return [{"addr": str(n.network_address), "af": "inet" if n.version == 4 else "inet6",
-                     "bits": n.prefixlen if bits is None else bits, "exact": True} for n in nets]
+                     "bits": n.prefixlen if bits is None else bits} for n in nets]
         try:
             addr = ipaddress.ip_address(base)
         except ValueError:
@@ -640,16 +656,16 @@ class Parser:
             found = pf_names.hosts_lookup(base, self.ctx.etc)
             if found:
                 return [{"addr": a, "af": "inet6" if ":" in a else "inet",
-                         "bits": 128 if ":" in a else 32, "exact": True} for a in found]
+                         "bits": 128 if ":" in a else 32} for a in found]
         if addr is None:
             self.warn(f"no IP address found for {spec}")
             return None
         width = 32 if addr.version == 4 else 128
         if bits is None:
             bits = width
-        exact = bits <= width and int(addr) & ((1 << (width - bits)) - 1) == 0
-        return [{"addr": str(addr), "af": "inet" if addr.version == 4 else "inet6", "bits": bits,
-                 "exact": exact}]
+        if bits <= width:
+            addr = ipaddress.ip_network(f"{addr}/{bits}", strict=False).network_address
+        return [{"addr": str(addr), "af": "inet" if addr.version == 4 else "inet6", "bits": bits}]
 
     # ---------------------------------------------------------------- hosts
     def host_spec(self):

@@ -236,12 +236,11 @@ def load(args_anchor, path, opts):
 
 
 def verbose_listing(ruleset, nested):
-    """-v: what pfctl prints while loading: tables, then rules per ruleset
-    in pfctl_load_ruleset() order (scrub, filter, nat, binat, rdr)."""
-    for tname, t in ruleset["tables"].items():
-        flags = "".join(" " + f for f in t["flags"])
-        addrs = " ".join(t["addrs"])
-        out(f"table <{tname}>{flags} {{ {addrs} }}" if addrs else f"table <{tname}>{flags}")
+    """-v: what pfctl prints while parsing (macros, tables, set skip and
+    block-policy), then the rules as it loads them, per ruleset in
+    pfctl_load_ruleset() order (scrub, filter, nat, binat, rdr)."""
+    for line in ruleset["verbose"]:
+        out(line)
     for kind in ("scrub", "rules", "nat", "binat", "rdr"):
         for r in ruleset[kind]:
             out(("  " if nested else "") + r["text"])
@@ -429,8 +428,9 @@ def parse_addresses(ctx, words, test):
             if test and (neg or h["bits"] != width):
                 err(f"pfctl: cannot decode {w}: Invalid argument")
                 return None
-            if h["bits"] > width or not h["exact"]:
-                err("pfctl: Invalid argument.")     # pfr_validate_addr() EINVAL, radix_perror()
+            if h["bits"] > width:
+                # append_addr_host(): EINVAL, load_addr() warn()s
+                err(f"pfctl: cannot decode {w}: Invalid argument")
                 return None
             text = h["addr"] if h["bits"] == width else f"{h['addr']}/{h['bits']}"
             found.append(("!" if neg else "") + text)
