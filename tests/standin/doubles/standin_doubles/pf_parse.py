@@ -1204,6 +1204,12 @@ class Parser:
                     self.fail()
                 r["redirect_port"] = {"a": a, "b": b}
             r["pool_opts"] = self.pool_opts()
+            if "static-port" in r["pool_opts"]:
+                # parse.y natrule: static-port keeps the source port, so it takes no range
+                if kind != "nat":
+                    self.fail("the 'static-port' option is only valid with nat rules")
+                if r.get("redirect_port"):
+                    self.fail("the 'static-port' option can't be used when specifying a port range")
         elif not no:
             self.end_of_statement()
             self.fail("translation rule requires '-> address'")
