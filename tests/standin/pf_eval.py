@@ -33,7 +33,8 @@ pf_test_rule()/pf_step_into_anchor():
   - TCP packets are taken as connection openers (flags S), so `flags S/SA`
     matches; state keeping does not matter for one packet;
   - a rule with `user`/`group` matches only a packet with a known uid/gid
-    (local sockets), as pf's socket lookup does.
+    (local sockets), as pf's socket lookup does;
+  - packets on an interface of `set skip on` pass without evaluation.
 Translation (nat and binat on outbound, rdr on inbound) uses the first
 matching rule, with nat-anchor/rdr-anchor evaluated in place; `no nat` or
 `no rdr` stops translation.
@@ -221,6 +222,9 @@ class PF:
         packet = Packet(src, dst, PROTOCOLS.get(proto, proto), sport, dport, iface, direction,
                         uid, gid, icmp_type, tcp_flags)
         state = {"last": None, "matched": []}
+        skipped = self.anchor("").get("options", {}).get("skip", [])
+        if iface is not None and any(iface in self.iface_members(s) for s in skipped):
+            return Decision("pass")        # set skip on: pf does not look at the packet
         self._eval("", packet, state)
         if state["last"] is None:
             return Decision("pass", matched=state["matched"])

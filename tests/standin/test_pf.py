@@ -368,6 +368,13 @@ def test_evaluator_last_match_wins_and_default_pass():
     assert (d.action, d.rule) == ("pass", None)        # nothing matched: pf's default pass
 
 
+def test_evaluator_set_skip():
+    pf = pf_eval.PF(kernel_with(main="set skip on lo\nblock all\n"))
+    assert pf.filter("127.0.0.1", "127.0.0.1", proto="tcp", dport=5432, iface="lo0").rule is None
+    assert pf.filter("127.0.0.1", "127.0.0.1", proto="tcp", dport=5432, iface="lo0").action == "pass"
+    assert pf.filter("10.0.1.2", "10.0.1.1", proto="tcp", dport=5432, iface="warden0").action == "block"
+
+
 def test_evaluator_quick_stops():
     pf = pf_eval.PF(kernel_with(main="block quick proto tcp to port 23\npass all\n"))
     d = pf.filter("198.51.100.1", "192.0.2.10", proto="tcp", dport=23, iface="vtnet0")
@@ -628,6 +635,9 @@ def test_pfctl_tables(host):
         0, "", "1 table created.\n1/1 addresses added.\n")
     assert ok(host, "pfctl -a warden/atlas -s Tables") == "atlas_net\n"
     assert sh(host, "pfctl -t atlas_net -T show") == (255, "", "pfctl: Table does not exist.\n")
+    assert sh(host, "pfctl -n -a warden/atlas -t atlas_net -T add 10.0.8.0/24") == (
+        0, "", "1/1 addresses added (dummy).\n")
+    assert ok(host, "pfctl -a warden/atlas -t atlas_net -T show") == "   10.0.1.0/24\n"
     assert sh(host, "pfctl -a warden/atlas -t atlas_net -T flush") == (0, "", "1 addresses deleted.\n")
     assert sh(host, "pfctl -a warden/atlas -t atlas_net -T kill") == (0, "", "1 table deleted.\n")
     # the address is masked with its prefix (set_ipmask()), so 10.0.1.5/24 is 10.0.1.0/24

@@ -941,9 +941,6 @@ class Parser:
         for f in (first, second):
             if any(c not in "FSRPAUEW" for c in f):
                 self.fail(f"bogus flags {f}")
-        if first and any(c not in second for c in first):
-            # FreeBSD accepts it, but such a rule can never match; keep it as written
-            pass
         return f"{first}/{second}"
 
     def icmp_list(self, six):

@@ -368,9 +368,12 @@ def show(pf, what, anchor, recurse, opts):
 # ------------------------------------------------------------------ flush
 
 def xprintf(opts, msg):
-    """pfctl_table.c xprintf(): message on stderr ending in "." unless -q."""
+    """pfctl_table.c xprintf(): message on stderr ending in "." unless -q.
+
+    With -n pfctl still opens /dev/pf (PF_OPT_DUMMYACTION) and asks the
+    kernel with PFR_FLAG_DUMMY, so the message ends in " (dummy)."."""
     if "-q" not in opts:
-        err(msg + (" (syntax only)." if "-n" in opts else "."))
+        err(msg + (" (dummy)." if "-n" in opts else "."))
 
 
 def flush(what, anchor, opts):
