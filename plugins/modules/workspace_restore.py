@@ -10,8 +10,12 @@ version_added: 0.1.0
 description:
   - Picks an archive of C(agent) (the newest, the newest at or before C(at), or the given C(archive)) and
     checks the archive's sha256 against its manifest before anything else.
-  - Extracts it into a staging directory next to the live directories, checking every file's sha256
-    against the manifest. A corrupted archive is refused and nothing on the host changes.
+  - Holds the target agent's lock (the one its backups and retention hold) throughout; another backup or
+    restore of that agent makes it wait up to C(lock_timeout) seconds, then fail naming the holder.
+  - Extracts it into a staging directory only root can enter, on the file system of the live directories
+    but outside the agent's reach, checking every file's sha256 against the manifest and writing through
+    directory descriptors without following symlinks. A corrupted archive is refused and nothing on the
+    host changes.
   - Then stops the agent's rc.d service, renames the live workspace and state to
     C(<dir>.prev-<YYYYmmddTHHMMSSZ>), renames the staged ones into place, restores each database with
     C(pg_restore --clean --if-exists --single-transaction) inside the database jail, optionally restores
@@ -61,6 +65,12 @@ options:
     type: str
     choices: [auto, always, never]
     default: auto
+  lock_timeout:
+    description:
+      - Seconds to wait for a backup or restore of the target agent that holds its lock.
+      - C(0) fails at once, naming the holder (pid, operation, start time).
+    type: float
+    default: 0
 extends_documentation_fragment:
   - warden.fleet.plan
 attributes:
@@ -163,6 +173,7 @@ def main():
             restore_env=dict(type="bool", default=False),
             env_passphrase_file=dict(type="path", no_log=True),
             start_service=dict(type="str", choices=["auto", "always", "never"], default="auto"),
+            lock_timeout=dict(type="float", default=0),
         ),
         mutually_exclusive=[("archive", "at")],
         required_one_of=[("agent", "archive")],
@@ -182,6 +193,7 @@ def main():
             env_passphrase_file=p["env_passphrase_file"],
             start_service=p["start_service"],
             check_mode=module.check_mode,
+            lock_timeout=p["lock_timeout"],
         )
     except (BackupError, KeyError, OSError) as exc:
         module.fail_json(msg=f"restore failed: {exc}")
