@@ -87,7 +87,11 @@ ACCEPTED = [
      ["pass proto tcp from any to any port = ssh flags S/SA modulate state"]),
     ("pass proto tcp to port 443 synproxy state\n",
      ["pass proto tcp from any to any port = https flags S/SA synproxy state"]),
-    ("pass proto tcp to port 22 flags any\n", ["pass proto tcp from any to any port = ssh keep state"]),
+    ("pass proto tcp to port 22 flags any\n", ["pass proto tcp from any to any port = ssh flags any keep state"]),
+    ("pass proto udp to port 53 flags any\n", ["pass proto udp from any to any port = domain keep state"]),
+    ("block return-icmp in all\nblock return-icmp in inet all\nblock return-icmp6 in inet6 all\n",
+     ["block return-icmp(port-unr, port-unr) in all", "block return-icmp(port-unr) in inet all",
+      "block return-icmp6(port-unr) in inet6 all"]),
     ("pass proto tcp to port 22 flags S/SAFR\n",
      ["pass proto tcp from any to any port = ssh flags S/SAFR keep state"]),
     ("pass on { vtnet0, warden0 } proto { tcp udp } to port 53\n",
@@ -140,7 +144,7 @@ ACCEPTED = [
      ["pass in proto tcp from any to any port = ssh flags S/SA keep state (max 100, source-track rule, "
       "max-src-conn-rate 10/5, overload <bad> flush global)"]),
     ("block in all tagged T\npass in all ! tagged T\n",
-     ["block drop in all tagged T", "pass in all flags S/SA keep state !tagged T"]),
+     ["block drop in all tagged T", "pass in all flags S/SA keep state ! tagged T"]),
     # scrub and match ... scrub
     ("scrub in all\n", ["scrub in all fragment reassemble"]),
     ("scrub in all fragment reassemble\n", ["scrub in all fragment reassemble"]),
@@ -201,7 +205,7 @@ def test_options_and_tables_are_kept():
         "set timeout tcp.established 3600\nset timeout { udp.first 30 udp.single 20 }\n"
         "set reassemble yes no-df\nset keepcounters\nset require-order yes\n"
         "table <warden_net> persist { 10.0.1.0/24, 192.168.72.0/24 }\n"
-        "table <c> const counters { 10.0.1.5 !10.0.1.6 }\ntable <empty> persist\n"
+        "table <c> const counters { 10.0.1.5 !10.0.1.6 }\ntable <empty> persist { }\n"
         "table <masked> { 10.0.4.7/24 }\n"
         'table <f> file "/etc/hosts.pf"\n',
         files={"/etc/hosts.pf": "10.0.2.0/24 # comment\n10.0.3.1\n"})
@@ -221,7 +225,7 @@ def test_options_and_tables_are_kept():
     # -v lines in print_tabledef() form (sbin/pfctl/tests/files/pf0048.ok)
     assert [v for v in ruleset["verbose"] if v.startswith("table")] == [
         "table <warden_net> persist { 10.0.1.0/24 192.168.72.0/24 }",
-        "table <c> const counters { 10.0.1.5 !10.0.1.6 }", "table <empty> persist",
+        "table <c> const counters { 10.0.1.5 !10.0.1.6 }", "table <empty> persist { }",
         "table <masked> { 10.0.4.0/24 }", 'table <f> file "/etc/hosts.pf"']
     assert ruleset["verbose"][:2] == ["set skip on { lo0 }", "set skip on { lo0 bridge }"]
 

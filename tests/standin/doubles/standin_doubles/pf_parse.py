@@ -600,7 +600,10 @@ class Parser:
         # pfctl_parser.c print_tabledef(): flags in const, persist, counters order
         text = f"table <{name}>" + "".join(f" {f}" for f in ("const", "persist", "counters") if f in flags)
         for item in shown:
-            text += " { " + " ".join(item) + " }" if isinstance(item, list) else " " + item
+            if isinstance(item, list):
+                text += "".join(" " + a for a in item).join((" {", " }"))
+            else:
+                text += " " + item
         self.ruleset["verbose"].append(text)
 
     def table_address(self, word):

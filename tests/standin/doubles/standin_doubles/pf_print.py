@@ -128,6 +128,21 @@ def pool_text(r):
     return text
 
 
+def block_text(r):
+    """print_rule(): " drop", " return", " return-rst", " return-icmp(code[, code6])".
+
+    return-icmp names the ICMP code sent, the default port-unr for IPv4 and
+    IPv6 (parse.y returnicmpdefault/returnicmp6default)."""
+    how = r["block"]
+    if how in ("return-icmp", "return-icmp6"):
+        if r.get("af") == "inet":
+            return " return-icmp(port-unr)"
+        if r.get("af") == "inet6":
+            return " return-icmp6(port-unr)"
+        return " return-icmp(port-unr, port-unr)"
+    return " " + how
+
+
 def render(r):
     action = r["action"]
     if action in ("anchor", "nat-anchor", "rdr-anchor", "binat-anchor"):
@@ -137,7 +152,7 @@ def render(r):
     else:
         text = action
     if action == "block":
-        text += " " + r["block"]
+        text += block_text(r)
     if r.get("pass"):
         text += " pass"
     if r.get("direction"):
@@ -159,6 +174,9 @@ def render(r):
         text += ugid_text("group", r["group"])
     if r.get("flags"):
         text += " flags " + r["flags"]
+    elif action == "pass" and r.get("proto") in (None, 6) and not r.get("fragment") and r.get("state"):
+        # print_rule(): a stateful pass rule that can see TCP without flags shows "flags any"
+        text += " flags any"
     if r.get("icmp_type") is not None:
         names = pf_names.ICMP6_TYPE_NAMES if r["proto"] == 58 else pf_names.ICMP_TYPE_NAMES
         text += (" icmp6-type " if r["proto"] == 58 else " icmp-type ") + \
@@ -181,7 +199,8 @@ def render(r):
     if r.get("tag"):
         text += " tag " + r["tag"]
     if r.get("tagged"):
-        text += (" !" if r["tagged"]["neg"] else " ") + "tagged " + r["tagged"]["name"]
+        # print_rule(): printf(" !") then printf(" tagged %s")
+        text += (" !" if r["tagged"]["neg"] else "") + " tagged " + r["tagged"]["name"]
     if r.get("rtable") is not None:
         text += f" rtable {r['rtable']}"
     if action in ("nat", "rdr", "binat") and not r.get("no"):
