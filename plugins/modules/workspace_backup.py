@@ -28,7 +28,7 @@ description:
     C(<backup_dir>/<agent>/damaged/) for inspection, reported in C(damaged_agents), and a new full archive is made.
   - An archive whose manifest is missing or damaged is read through and gets a manifest rebuilt from its
     contents; one that does not read back is moved to C(damaged/). No archive is deleted except by retention.
-  - Every child process is bounded: a full disk or a write error ends the run of that agent at once, naming the
+  - Every child process is bounded. A full disk or a write error ends the run of that agent at once, naming the
     cause and the file; a C(pg_dump) or C(zstd) that makes no progress for 10 minutes is killed.
   - Reports workspaces under C(<root>/agents/) that no agent of the plan owns.
 author:

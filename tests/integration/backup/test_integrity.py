@@ -190,6 +190,26 @@ def test_a_stalled_compressor_is_killed(make_fleet, tmp_path, monkeypatch):
     assert lock_is_free(agent_dir)
 
 
+def test_no_manifest_written_no_archive_left(make_fleet, monkeypatch):
+    """The disk fills up between the archive and its manifest: the archive of that run goes too."""
+    fleet = make_fleet("atlas")
+    populate(fleet.paths("atlas")["workspace"], fleet.paths("atlas")["state"])
+    agent_dir = fleet.paths("atlas")["backup_dir"]
+    real = backup.atomic_write
+
+    def full(path, data, mode=0o600, durable=True):
+        if path.endswith(".manifest.json"):
+            raise backup.io_error(OSError(28, "No space left on device"), path)
+        return real(path, data, mode, durable)
+
+    monkeypatch.setattr(backup, "atomic_write", full)
+    res = backup.backup_fleet(fleet.plan, now=at(0))
+    assert res["agents"]["atlas"]["status"] == "failed"
+    assert "No space left on device on " in res["agents"]["atlas"]["msg"]
+    assert [n for n in os.listdir(agent_dir) if not n.startswith(".")] == []
+    assert lock_is_free(agent_dir)
+
+
 def test_a_command_that_does_not_finish_is_killed():
     with pytest.raises(BackupError, match="did not finish within 1 s"):
         backup.run(["sleep", "30"], timeout=1)

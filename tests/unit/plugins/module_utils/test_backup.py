@@ -279,3 +279,34 @@ def test_ustar_header_is_what_tarfile_writes(kind, tartype, size, link):
 def test_ustar_header_leaves_long_and_non_ascii_names_to_pax():
     assert backup.ustar_header("w/" + "x" * 120, "f", 1, 0o644, 0, 0, 0, "root", "root") is None
     assert backup.ustar_header("w/naïve.md", "f", 1, 0o644, 0, 0, 0, "root", "root") is None
+
+
+class _Stat:
+    def __init__(self, size, mtime_ns):
+        self.st_size, self.st_mtime_ns = size, mtime_ns
+
+
+RECORD = {"size": 100, "mtime_ns": 5, "verified": "2025-01-02T03:04:05Z", "sha256": "0" * 64}
+
+
+@pytest.mark.parametrize(
+    ("record", "st", "days_later", "every", "due"),
+    [
+        (RECORD, _Stat(100, 5), 1, 7, False),  # as recorded, checked a day ago
+        (RECORD, _Stat(100, 5), 7, 7, True),  # a week old: the scheduled full check
+        (RECORD, _Stat(100, 5), 0, 0, True),  # verify_every 0: every run
+        (RECORD, _Stat(101, 5), 0, 7, True),  # size changed
+        (RECORD, _Stat(100, 6), 0, 7, True),  # mtime changed
+        (None, _Stat(100, 5), 0, 7, True),  # never checked in full
+        (dict(RECORD, verified="garbage"), _Stat(100, 5), 0, 7, True),
+    ],
+)
+def test_verification_due(record, st, days_later, every, due):
+    now = T0 + datetime.timedelta(days=days_later)
+    assert backup.verification_due(record, st, now, every) is due
+
+
+def test_verified_column():
+    assert backup._verified_text({"verified": True, "last_full_verification": "2025-01-02T03:04:05Z"}) == "yes"
+    assert backup._verified_text({"verified": False}) == "NO"
+    assert backup._verified_text({"verified": None}) == "unknown"
