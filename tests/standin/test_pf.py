@@ -93,7 +93,7 @@ ACCEPTED = [
      ["block return-icmp(port-unr, port-unr) in all", "block return-icmp(port-unr) in inet all",
       "block return-icmp6(port-unr) in inet6 all"]),
     ("pass proto tcp to port 22 flags S/SAFR\n",
-     ["pass proto tcp from any to any port = ssh flags S/SAFR keep state"]),
+     ["pass proto tcp from any to any port = ssh flags S/FSRA keep state"]),
     ("pass on { vtnet0, warden0 } proto { tcp udp } to port 53\n",
      ["pass on vtnet0 proto tcp from any to any port = domain flags S/SA keep state",
       "pass on vtnet0 proto udp from any to any port = domain keep state",
@@ -126,6 +126,8 @@ ACCEPTED = [
     ("pass proto tcp from port >= 1024 to port != 25\n",
      ["pass proto tcp from any port >= 1024 to any port != smtp flags S/SA keep state"]),
     ("pass proto tcp to port 1000:2000\n", ["pass proto tcp from any to any port 1000:2000 flags S/SA keep state"]),
+    ("pass proto tcp to port 22 flags AS/SA\n", ["pass proto tcp from any to any port = ssh flags SA/SA keep state"]),
+    ("pass proto tcp to port < 1024\n", ["pass proto tcp from any to any port < 1024 flags S/SA keep state"]),
     ("pass proto tcp to port 1000 >< 2000\n",
      ["pass proto tcp from any to any port 1000 >< 2000 flags S/SA keep state"]),
     ("pass proto tcp to port 1000 <> 2000\n",
@@ -599,7 +601,11 @@ def test_pfctl_stdin_and_the_forms_rc_d_pf_uses(host):
     ok(host, "pfctl -f /etc/pf.conf")
     assert sh(host, "pfctl -eq") == (0, "", "")
     assert sh(host, "pfctl -s Running") == (0, "Enabled\n", "")
-    assert "Enabled" in ok(host, "pfctl -s info")
+    info = ok(host, "pfctl -s info").splitlines()
+    assert info[:4] == ["Status: Enabled for 0 days 00:00:00           Debug: Urgent", "",
+                        "State Table                          Total             Rate",
+                        "  current entries                        0               "]
+    assert "Counters" in info and info[-1].split() == ["map-failed", "0"]
     assert sh(host, "pfctl -dq") == (0, "", "")
     rc, _o, err = sh(host, "pfctl -d")
     assert rc == 1 and err == "pfctl: pf not enabled\n"

@@ -944,7 +944,11 @@ class Parser:
         for f in (first, second):
             if any(c not in "FSRPAUEW" for c in f):
                 self.fail(f"bogus flags {f}")
-        return f"{first}/{second}"
+        # print_flags() writes the bits in FSRPAUEW order, whatever order was given
+
+        def canonical(f):
+            return "".join(c for c in "FSRPAUEW" if c in f)
+        return f"{canonical(first)}/{canonical(second)}"
 
     def icmp_list(self, six):
         table = pf_names.ICMP6_TYPES if six else pf_names.ICMP_TYPES

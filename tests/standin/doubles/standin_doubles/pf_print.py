@@ -33,19 +33,19 @@ def addr_text(a):
     return f"{a['addr']}/{a['bits']}"
 
 
-def _port(v, proto):
-    # getservbyport(3) with "tcp" for TCP rules and "udp" otherwise
-    return pf_names.service_name(v)
-
-
 def port_text(p, proto):
-    """print_port()/print_op(): "port = ssh", "port 1000:2000", "port 1 >< 9"."""
+    """print_port()/print_op(): "port = ssh", "port 1000:2000", "port 1 >< 9".
+
+    Only = and != print the service name (getservbyport(3)); the other
+    operators print numbers."""
     op, a, b = p["op"], p["a"], p.get("b")
     if op in ("><", "<>"):
-        return f" port {_port(a, proto)} {op} {_port(b, proto)}"
+        return f" port {a} {op} {b}"
     if op == ":":
         return f" port {a}:{b}"
-    return f" port {op} {_port(a, proto)}"
+    if op in ("=", "!="):
+        return f" port {op} {pf_names.service_name(a)}"
+    return f" port {op} {a}"
 
 
 def ugid_text(kind, u):

@@ -302,12 +302,26 @@ def show_tables(pf, anchor, verbose):
     return lines
 
 
+# pfvar.h FCNT_NAMES and PFRES_NAMES (FreeBSD 14): the rows of print_status()
+STATE_COUNTERS = ("searches", "inserts", "removals")
+REASONS = ("match", "bad-offset", "fragment", "short", "normalize", "memory", "bad-timestamp",
+           "congestion", "ip-option", "proto-cksum", "state-mismatch", "state-insert",
+           "state-limit", "src-limit", "synproxy", "map-failed")
+
+
 def status_lines(pf):
-    # pf_print_state.c print_status() head; counters stay 0: no packets pass here
+    """pfctl_parser.c print_status(): every counter is 0 (no packet passes the
+    stand-in) and the run time 0, so the rate column stays blank."""
     state = "Enabled" if pf["enabled"] else "Disabled"
-    return [f"Status: {state} for 0 days 00:00:00           Debug: Urgent", "",
-            "State Table                          Total             Rate",
-            "  current entries                        0               "]
+    debug = {"none": "None", "urgent": "Urgent", "misc": "Misc", "loud": "Loud"}[
+        pf["anchors"].get("", {}).get("options", {}).get("debug", "urgent")]
+    lines = [f"{f'Status: {state} for 0 days 00:00:00':<44}{'Debug: ' + debug:>15}", "",
+             f"{'State Table':<27} {'Total':>14} {'Rate':>16}",
+             f"  {'current entries':<25} {0:>14} {'':>14}"]
+    lines += [f"  {name:<25} {0:>14} {'':>14}" for name in STATE_COUNTERS]
+    lines.append("Counters")
+    lines += [f"  {name:<25} {0:>14} {'':>14}" for name in REASONS]
+    return lines
 
 
 def show(pf, what, anchor, recurse, opts):
