@@ -692,6 +692,9 @@ def test_pfctl_anchor_recursion_load_anchor_and_show_all(host):
         "    block drop quick inet from 10.0.2.0/24 to any",
         "  }",
         "}"]
+    # "x/*" with -s rules shows x's own rules (pfctl_show_rules() is called with
+    # wildcard 0); anchor "warden" has none, its children are reached from main
+    assert ok(host, "pfctl -a 'warden/*' -sr") == ""
     assert ok(host, "pfctl -a warden/atlas -t mine -T show") == "   10.0.1.0/24\n"
     out = ok(host, "pfctl -s all")
     assert out.startswith('TRANSLATION RULES:\nnat-anchor "warden/*" all\n\nFILTER RULES:\nanchor "warden/*" all\n')

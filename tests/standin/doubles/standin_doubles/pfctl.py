@@ -132,6 +132,11 @@ def prune(pf):
             del pf["anchors"][path]
 
 
+def _tables(a):
+    # kernel.json written before tables were kept by name held a list: treat it as none
+    return a["tables"] if isinstance(a.get("tables"), dict) else {}
+
+
 def summary(pf):
     """What `standin state` shows under "pf": per existing anchor its rules as
     pfctl prints them, its tables (name -> addresses) and whether the main
@@ -150,7 +155,7 @@ def summary(pf):
             "rdr": [r["text"] for r in a.get("rdr", [])],
             "binat": [r["text"] for r in a.get("binat", [])],
             "rules": [r["text"] for r in a.get("rules", [])],
-            "tables": {n: t["addrs"] for n, t in sorted(a.get("tables", {}).items())},
+            "tables": {n: t["addrs"] for n, t in sorted(_tables(a).items())},
         }
     return result
 
@@ -197,8 +202,7 @@ def store_ruleset(pf, anchor, ruleset, name):
         new[kind] = ruleset[kind]
     # tables defined in the file replace their namesakes; persistent ones
     # created before (pfctl -T add makes them persistent) stay
-    previous = old.get("tables") if isinstance(old.get("tables"), dict) else {}
-    tables = {n: t for n, t in previous.items() if "persist" in t["flags"]}
+    tables = {n: t for n, t in _tables(old).items() if "persist" in t["flags"]}
     tables.update(ruleset["tables"])
     new["tables"] = tables
     pf["anchors"][anchor] = new
@@ -293,7 +297,7 @@ def table_flags(pf, anchor, name, t):
 def show_tables(pf, anchor, verbose):
     a = pf["anchors"].get(anchor, {})
     lines = []
-    for name in sorted(a.get("tables", {})):
+    for name in sorted(_tables(a)):
         if verbose:
             lines.append(f"{table_flags(pf, anchor, name, a['tables'][name])}\t{name}" +
                          (f"\t{anchor}" if anchor else ""))
@@ -482,11 +486,12 @@ def table_command(name, cmd, words, anchor, opts):
     with kernel(write=not dry) as k:
         pf = k["pf"]
         a = pf["anchors"].get(anchor)
-        table = (a or {}).get("tables", {}).get(name)
+        table = _tables(a or {}).get(name)
         if cmd in ("add", "replace") and table is None:
             # CREATE_TABLE: a table made from the command line is persistent
             xprintf(opts, "1 table created")
             a = pf["anchors"].setdefault(anchor, empty_anchor())
+            a["tables"] = _tables(a)
             table = a["tables"].setdefault(name, {"flags": ["persist"], "addrs": []})
             if dry:
                 return 0
