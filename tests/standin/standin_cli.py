@@ -19,6 +19,41 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import standin_host as H  # noqa: E402
 
 
+def _in_root(root, path, hops=40):
+    """``path`` inside the stand-in as a machine path, symlinks resolved within ``root``."""
+    parts, resolved = [p for p in path.split("/") if p], root
+    while parts and hops > 0:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved != root:
+                resolved = os.path.dirname(resolved)
+            continue
+        if part == ".":
+            continue
+        candidate = os.path.join(resolved, part)
+        if os.path.islink(candidate):
+            hops -= 1
+            target = os.readlink(candidate)
+            parts = [p for p in target.split("/") if p] + parts
+            if target.startswith("/"):
+                resolved = root
+            continue
+        resolved = candidate
+    return resolved
+
+
+def _not_found(root, command):
+    """The command name sh would report as not found inside the stand-in, or None."""
+    if "/" in command:
+        base = command if command.startswith("/") else "/root/" + command
+        return None if os.path.exists(_in_root(root, base)) else command
+    for directory in H.FREEBSD_PATH.split(":"):
+        found = _in_root(root, f"{directory}/{command}")
+        if os.path.isfile(found) and os.access(found, os.X_OK):
+            return None
+    return command
+
+
 def main(argv):
     parser = argparse.ArgumentParser(prog="standin", description="The stand-in FreeBSD host (not FreeBSD).")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -54,7 +89,19 @@ def main(argv):
                 parser.error(f"{a.cmd} needs a command after --")
             if a.cmd == "run":
                 return H.run(a.name, rest)
-            return H.exec_in(a.name, rest).returncode
+            missing = _not_found(H.paths(a.name)["root"], rest[0])
+            if missing:
+                # FreeBSD sh(1) (bin/sh/exec.c): "sh: NAME: not found", status 127
+                sys.stderr.write(f"sh: {missing}: not found\n")
+                return 127
+            try:
+                return H.exec_in(a.name, rest).returncode
+            except FileNotFoundError:
+                sys.stderr.write(f"sh: {rest[0]}: not found\n")
+                return 127
+            except PermissionError:
+                sys.stderr.write(f"sh: {rest[0]}: Permission denied\n")
+                return 126
         if a.cmd == "state":
             print(json.dumps(H.state(a.name), indent=2, sort_keys=True))
             return 0

@@ -205,6 +205,52 @@ def _build_layer(p):
     os.makedirs(local, exist_ok=True)
     # hide the machine's /usr/local: the stand-in's is its own (opaque dir)
     os.setxattr(local, "trusted.overlay.opaque", b"y")
+    _build_userland(usr)
+
+
+def _place_machine_file(src, dst):
+    """Hard link (same filesystem) or copy a machine file into the layer."""
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _build_userland(usr):
+    """Only FreeBSD's command names on PATH: whiteouts over the machine's others.
+
+    A character device 0/0 in a lower layer hides the same name of the layers
+    below it (overlayfs whiteout), so layer/usr/bin/useradd hides the machine's
+    /usr/bin/useradd.  layout.userland_plan() says which names go and which
+    visible names need the machine file they end at (sh -> dash).  The private
+    interpreter and tools (layout.PRIVATE_BIN) stay reachable off PATH.
+    """
+    whiteouts, links = layout.userland_plan("/usr")
+    for directory in ("bin", "sbin"):
+        os.makedirs(os.path.join(usr, directory), exist_ok=True)
+    for rel in whiteouts:
+        os.mknod(os.path.join(usr, rel), stat.S_IFCHR | 0o000, os.makedev(0, 0))
+    for rel, real in links.items():
+        _place_machine_file(real, os.path.join(usr, rel))
+    private = os.path.join(usr, layout.PRIVATE_BIN.split("/usr/", 1)[1])
+    for tool in layout.PRIVATE_TOOLS:
+        found = shutil.which(tool, path="/usr/bin:/usr/sbin")
+        if found:
+            _place_machine_file(os.path.realpath(found), os.path.join(private, tool))
+
+
+def _private_tools(root):
+    """FreeBSD's /usr/local/bin/python3.11 and the read-only view of the machine's /usr.
+
+    The interpreter is the layer's private one (the machine's /usr/bin/python3.11
+    is hidden); layout.HOST_USR lets host_tool() reach any machine binary.
+    """
+    os.symlink(layout.PYTHON, os.path.join(root, "usr/local/bin/python3.11"))
+    host_usr = os.path.join(root, layout.HOST_USR.lstrip("/"))
+    os.makedirs(host_usr, exist_ok=True)
+    _run(["mount", "--bind", "/usr", host_usr])
+    _run(["mount", "-o", "remount,bind,ro", host_usr])
 
 
 def _seed_etc(p, hostname):
@@ -286,7 +332,7 @@ def up(name, ext_if="vtnet0", ext_addr="192.0.2.10/24", gateway="192.0.2.1",
             os.makedirs(full, exist_ok=True)
             os.chmod(full, mode)
         _seed_etc(p, hostname)
-        os.symlink("/usr/bin/python3.11", os.path.join(root, "usr/local/bin/python3.11"))
+        _private_tools(root)
         _write(os.path.join(root, "var/db/pkg/local.json"), json.dumps({
             "pkg": {"version": "2.1.2", "origin": "ports-mgmt/pkg", "automatic": False},
             "python311": {"version": "3.11.13", "origin": "lang/python311", "automatic": False}},

@@ -117,7 +117,8 @@ def install_files(name, root="/"):
         if os.path.lexists(dst):
             continue
         if kind == "link":
-            os.symlink(arg, dst)
+            from .layout import machine_link_target
+            os.symlink(machine_link_target(arg), dst)
         elif kind == "double":
             atomic_write(dst, double_script(arg), 0o555)
         elif kind == "pgwrap":
