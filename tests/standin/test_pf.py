@@ -156,6 +156,8 @@ ACCEPTED = [
     ("scrub out on vtnet0 all no-df random-id min-ttl 64\n",
      ["scrub out on vtnet0 all no-df random-id min-ttl 64 fragment reassemble"]),
     ("match out on vtnet0 all scrub (max-mss 1440)\n", ["match out on vtnet0 all scrub (max-mss 1440)"]),
+    ("match in all scrub (max-mss 1400, no-df, random-id)\n",
+     ["match in all scrub (no-df random-id max-mss 1400)"]),
     # translation
     ("nat on vtnet0 from 10.0.1.0/24 to any -> (vtnet0)\n",
      ["nat on vtnet0 inet from 10.0.1.0/24 to any -> (vtnet0) round-robin"]),

@@ -109,7 +109,11 @@ def scrub_text(o, action):
     if action == "scrub":
         # scrub rules always reassemble fragments in FreeBSD 14
         return "".join(" " + p for p in parts) + " fragment reassemble"
-    return " scrub (" + ", ".join(parts) + ")" if parts else ""
+    # scrub options of a match rule: " scrub (" then the options separated by
+    # spaces in print_rule()'s order no-df, random-id, min-ttl, reassemble tcp, max-mss
+    order = ("no-df", "random-id", "min-ttl", "reassemble tcp", "max-mss")
+    ordered = sorted(parts, key=lambda p: next(i for i, o in enumerate(order) if p.startswith(o)))
+    return " scrub (" + " ".join(ordered) + ")" if parts else ""
 
 
 def pool_text(r):
