@@ -4,6 +4,7 @@
   standin run NAME -- ansible-playbook -i INVENTORY PLAYBOOK [ARGS...]
   standin exec NAME -- CMD [ARGS...]
   standin state NAME
+  standin reboot NAME      rc.shutdown, every process ends, kernel state cleared, /etc/rc autoboot
   standin down NAME
   standin list
 
@@ -69,6 +70,7 @@ def main(argv):
         s.add_argument("name")
         s.add_argument("argv", nargs=argparse.REMAINDER)
     sub.add_parser("state").add_argument("name")
+    sub.add_parser("reboot").add_argument("name")
     sub.add_parser("down").add_argument("name")
     sub.add_parser("list")
     a = parser.parse_args(argv)
@@ -105,6 +107,14 @@ def main(argv):
         if a.cmd == "state":
             print(json.dumps(H.state(a.name), indent=2, sort_keys=True))
             return 0
+        if a.cmd == "reboot":
+            import standin_boot
+            rep = standin_boot.reboot(a.name)
+            sys.stdout.write(rep["shutdown"]["output"] + rep["boot"]["output"])
+            sys.stderr.write(rep["shutdown"]["errors"] + rep["boot"]["errors"])
+            print(f"[stand-in] {a.name} rebooted ({H.LABEL}): {len(rep['killed'])} processes ended, "
+                  f"{json.dumps(rep['cleared'])}")
+            return 0 if rep["boot"]["rc"] == 0 else 1
         if a.cmd == "down":
             existed = os.path.exists(H.paths(a.name)["base"])
             rep = H.down(a.name)

@@ -281,6 +281,9 @@ def _seed_etc(p, hostname):
     shutil.copyfile(os.path.join(DOUBLES, "etc", "defaults.rc.conf"), os.path.join(etc, "defaults", "rc.conf"))
     shutil.copyfile(os.path.join(DOUBLES, "rc.subr"), os.path.join(etc, "rc.subr"))
     os.makedirs(os.path.join(etc, "rc.d"), exist_ok=True)
+    # /etc/rc, rc.shutdown, network.subr and the base rc.d scripts
+    import standin_boot
+    standin_boot.seed_etc(etc)
     _write(os.path.join(etc, "STANDIN"), f"This is the {LABEL}.\n")
 
 
@@ -605,6 +608,9 @@ def state(name):
         except OSError:
             continue
         result["processes"].append({"pid": pid, "cmdline": cmdline})
+    # rc_conf merged, routes, interface kinds, process owners, jails' services
+    import standin_state
+    standin_state.add(sys.modules[__name__], name, result, k)
     return result
 
 

@@ -51,7 +51,7 @@ def root_file(host, path):
 @pytest.mark.parametrize("cmd", [
     "sysrc -z x", "service --bogus", "ifconfig -Z", "ifconfig lo0 frobnicate", "pfctl -X",
     "pfctl -s memory", "jls -x", "jexec -Z x", "pkg -Z", "pkg frobnicate", "pw useradd x -Z 1",
-    "pw frob", "daemon -Q true", "lockf -Z f true", "sysctl -a", "zfs rollback a@b", "route add default 1.2.3.4",
+    "pw frob", "daemon -Q true", "lockf -Z f true", "sysctl -a", "zfs rollback a@b", "route monitor",
     "timeout -Z 1 true", "freebsd-version -x", "chpass -s /bin/sh root",
 ])
 def test_unknown_forms_exit_64(host, cmd):

@@ -83,6 +83,7 @@ COMMANDS = {
     "/usr/bin/chpass": "chpass",
     "/usr/bin/su": "su",
     "/usr/bin/freebsd-version": "freebsd-version",
+    "/usr/sbin/rcorder": "rcorder",
     # userland.py: FreeBSD's option syntax over the machine's GNU tools
     "/usr/bin/sed": "sed",
     "/usr/bin/stat": "stat",

@@ -45,6 +45,8 @@ CATALOGUE = {
     "bastille": ("1.4.4", "Bastille is an open-source system for automating jail management", {
         "/usr/local/bin/bastille": ("double", "bastille"),
         "/usr/local/etc/bastille/bastille.conf.sample": ("bastille_conf", ""),
+        # the package's rc.d script (BastilleBSD 1.4.4 usr/local/etc/rc.d/bastille)
+        "/usr/local/etc/rc.d/bastille": ("link", DOUBLE_DIR + "/standin_doubles/pkgfiles/bastille.rc"),
     }),
     "git": ("2.50.1", "Distributed source code management tool",
             {"/usr/local/bin/git": ("link", "/usr/bin/git")}),

@@ -3,7 +3,8 @@
 Forms (after FreeBSD usr.sbin/service/service.sh, 14.x):
   service [-j jail] NAME ARGS...   run /etc/rc.d/NAME or /usr/local/etc/rc.d/NAME
                                    in a clean environment (env -i HOME=/ PATH=...)
-  service -e                       list the scripts of enabled services (paths)
+  service -e                       the scripts of enabled services (paths, in
+                                   rcorder order; only scripts with an rcvar line)
   service -l                       list all scripts (names)
 The rc.d script runs with the stand-in's /etc/rc.subr, which implements
 load_rc_config, checkyesno and run_rc_command for real.
@@ -35,9 +36,22 @@ def _scripts():
 
 
 def _enabled(script):
+    """service.sh -e: only scripts with an "rcvar" line, whose rcvar is YES."""
+    try:
+        with open(script, encoding="utf-8", errors="replace") as fh:
+            if not any(line.startswith("rcvar") for line in fh):
+                return False
+    except OSError:
+        return False
     proc = subprocess.run(["/bin/sh", script, "enabled"], env=ENV, capture_output=True,
                           text=True, check=False)
     return proc.returncode == 0
+
+
+def _in_boot_order(scripts):
+    """service.sh -e lists in rcorder(8) order (the boot order)."""
+    from .rcorder import order
+    return order(scripts)[0]
 
 
 def main(args):
@@ -51,7 +65,7 @@ def main(args):
     if "-e" in flags:
         if rest or "-l" in flags:
             not_implemented(CMD, args)
-        for s in _scripts():
+        for s in _in_boot_order(_scripts()):
             if _enabled(s):
                 out(s)
         return 0

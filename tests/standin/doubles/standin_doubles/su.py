@@ -8,7 +8,8 @@ Forms (after FreeBSD usr.bin/su/su.c and su(1), 14.x):
     except TERM; HOME, SHELL, USER and PATH (the login class's, FreeBSD's
     default class) are set, the shell is a login shell (argv[0] "-su") and
     starts in the home directory;
-  - ``-m``: leave the environment unmodified;
+  - ``-m``: leave the environment unmodified; the shell is the caller's
+    login shell, not the target's (so a nologin target still runs commands);
   - neither: HOME and SHELL are set, and USER when the login is not root;
   - ``-c class``: only FreeBSD's ``default`` login class is modelled.
   unknown login: "su: unknown login: NAME", exit 1.
@@ -55,6 +56,16 @@ def main(args):
         err(f"su: unknown login: {login}")
         return 1
     shell = pw.pw_shell or "/bin/sh"
+    if keep_env:
+        # su(1) -m: "The invoked shell is your login shell": the caller's own
+        # passwd shell, not the target's (su.c takes it from the invoking
+        # user's entry when asme is set).  This is why rc.subr's
+        # `su -m USER -c 'sh -c "..."'` works for users whose shell is
+        # /usr/sbin/nologin.
+        try:
+            shell = pwd.getpwuid(os.getuid()).pw_shell or "/bin/sh"
+        except KeyError:
+            shell = "/bin/sh"
     if login_shell:
         env = {"HOME": pw.pw_dir, "SHELL": shell, "USER": pw.pw_name,
                "PATH": DEFAULT_PATH.format(home=pw.pw_dir)}
