@@ -436,3 +436,70 @@ def test_an_interrupted_restore_leaves_nothing_behind_after_the_next_run(make_fl
     assert tree(ws) == before
     assert leftovers() == []
     assert res["removed_leftovers"]
+
+
+# -- the same races with a real unprivileged process, in a bounded loop
+
+AGENT_LOOP = r"""
+import os, sys, time
+home, secret, victim = sys.argv[1:4]
+fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+os.fchdir(fd)
+end, n = time.monotonic() + 60, 0
+while time.monotonic() < end:
+    n += 1
+    for name in os.listdir("."):
+        if "warden-restore" in name and not name.endswith(".moved") and not os.path.islink(name):
+            try:  # whatever staging appears in the home is moved and replaced by a link
+                os.rename(name, name + ".moved")
+                os.symlink(victim, name)
+            except OSError:
+                pass
+    for here, there in (("workspace/notes", secret), ("workspace", victim)):
+        try:
+            os.rename(here, f"{here}.away{n}")
+            os.symlink(there, here)
+            time.sleep(0.0005)
+            os.unlink(here)
+            os.rename(f"{here}.away{n}", here)
+        except OSError:
+            pass
+"""
+
+
+def test_an_unprivileged_agent_racing_backups_and_restores(make_fleet, monkeypatch, tmp_path):
+    """Bounded stress: the agent's own process keeps swapping notes/ for a link
+    to a root-only directory and its workspace for a link to another one, and
+    replaces any staging directory appearing in its home by a link, while
+    backups and restores run. Whatever each run ends with, nothing outside the
+    tree is read, written or handed to the agent."""
+    fleet = make_fleet("atlas")
+    ws = fleet.paths("atlas")["workspace"]
+    populate(ws, fleet.paths("atlas")["state"])
+    backup.backup_fleet(fleet.plan, now=at(0))
+    home = agent_owned(fleet, "atlas", monkeypatch)
+    secret, victim = tmp_path / "secret", tmp_path / "etc-like"
+    root_only_dir(secret, {"2025-01-01.md": "root-only secret line\n"})
+    victim_before = root_only_dir(victim, {"root-file": "root's\n"})
+    agent = subprocess.Popen([sys.executable, "-c", AGENT_LOOP, str(home), str(secret), str(victim)])
+    outcomes = []
+    try:
+        for day in range(1, 7):
+            res = backup.backup_fleet(fleet.plan, now=at(day))["agents"]["atlas"]
+            outcomes.append(res["status"])
+            try:
+                backup.restore_agent(fleet.plan, "atlas", now=at(day))
+                outcomes.append("restored")
+            except BackupError as exc:
+                outcomes.append(f"restore failed: {exc}")
+    finally:
+        agent.kill()
+        agent.wait()
+    assert b"root-only secret" not in archived_bytes(fleet.paths("atlas")["backup_dir"]), outcomes
+    assert {p.name: (p.stat().st_uid, p.read_text()) for p in victim.iterdir()} == victim_before, outcomes
+    assert victim.stat().st_uid == 0 and secret.stat().st_uid == 0
+    assert (secret / "2025-01-01.md").stat().st_uid == 0
+    assert not [p for p in home.parent.iterdir() if p.name.startswith(".warden-restore-")], outcomes
