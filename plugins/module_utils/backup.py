@@ -1403,6 +1403,28 @@ def save_verified(agent_dir, records):
     atomic_write(os.path.join(agent_dir, VERIFIED_NAME), data)
 
 
+def note_verified(agent_dir, path, sha, now=None):
+    """Record a full verification made outside a backup run (`warden verify`)
+    for the listing, when the archive is one of the agent's and its lock is
+    free (otherwise the record is left to the run holding it)."""
+    if os.path.dirname(os.path.abspath(path)) != os.path.abspath(agent_dir):
+        return False
+    try:
+        with AgentLock(agent_dir, "verify"):
+            records = load_verified(agent_dir)
+            st = os.stat(path)
+            records[os.path.basename(path)] = {
+                "size": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+                "verified": iso_time(now or utcnow()),
+                "sha256": sha,
+            }
+            save_verified(agent_dir, records)
+    except (BackupError, OSError):
+        return False
+    return True
+
+
 def record_matches(record, st):
     """The archive still has the size and mtime it had when it was last verified in full."""
     return bool(record) and record.get("size") == st.st_size and record.get("mtime_ns") == st.st_mtime_ns
@@ -3452,7 +3474,8 @@ def cli(argv=None):
             return 0
         if args.command == "verify":
             path = args.archive or select_archive(agent_backup_dir(plan, args.agent), args.agent)["path"]
-            verify_archive(path, members=True)
+            manifest = verify_archive(path, members=True)
+            note_verified(agent_backup_dir(plan, args.agent), path, manifest["archive_sha256"])
             _say(f"{path}: verified")
             return 0
     except BackupError as exc:

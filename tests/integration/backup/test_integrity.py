@@ -296,6 +296,12 @@ def test_listing_shows_the_last_full_verification_and_a_damaged_archive(make_fle
     assert " yes " in next(row for row in lines if row.startswith("atlas "))
     assert "atlas: newest archive last verified in full (sha256) 2025-01-01T03:17:00Z" in lines
 
+    # `warden verify` records its full check too
+    assert backup.cli(["--plan", str(plan_file), "verify", "atlas"]) == 0
+    today = datetime.datetime.now(UTC).strftime("%Y-%m-%d")
+    assert backup.agent_info(fleet.plan, "atlas")["backup"]["last_full_verification"].startswith(today)
+    capsys.readouterr()
+
     data = bytearray(archive.read_bytes())
     data[-20] ^= 0x01
     archive.write_bytes(bytes(data))
