@@ -563,3 +563,18 @@ def test_a_passphrase_file_not_owned_by_root_is_refused(make_fleet, tmp_path):
     link.symlink_to(passfile)
     with pytest.raises(BackupError, match="symlink"):
         backup.restore_agent(fleet.plan, "atlas", archive=archive, restore_env=True, env_passphrase_file=str(link))
+
+
+def test_a_failed_env_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    dest = tmp_path / "etc" / "atlas.env"
+    dest.parent.mkdir()
+    dest.write_text("OLD=1\n")
+
+    def failing_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(backup.os, "fsync", failing_fsync)
+    with pytest.raises(BackupError, match=f"No space left on device on {dest}"):
+        backup.write_private_file(str(dest), b"NEW=1\n")
+    monkeypatch.undo()
+    assert os.listdir(dest.parent) == ["atlas.env"] and dest.read_text() == "OLD=1\n"
