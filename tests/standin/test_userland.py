@@ -333,3 +333,31 @@ def test_xargs_refuses_gnu_forms(host):
         rc, out, err = sh(host, cmd)
         assert rc == 1 and out == ""
         assert "usage: xargs [-0opt] [-E eofstr]" in err, (cmd, err)
+
+
+# ------------------------------------------------------------- md5, sha256
+
+def test_digest_commands_freebsd_forms(host):
+    ok(host, "printf abc > /tmp/d1")
+    sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert ok(host, "sha256 /tmp/d1") == f"SHA256 (/tmp/d1) = {sha}\n"
+    assert ok(host, "sha256 -q /tmp/d1") == f"{sha}\n"
+    assert ok(host, "sha256 -r /tmp/d1") == f"{sha} /tmp/d1\n"
+    assert ok(host, "sha256 /tmp/d1 --quiet") == f"{sha}\n"  # getopt_long permutes
+    assert ok(host, "md5 /tmp/d1") == "MD5 (/tmp/d1) = 900150983cd24fb0d6963f7d28e17f72\n"
+    assert ok(host, "printf abc | sha256") == f"{sha}\n"
+    assert ok(host, "printf abc | md5 -p") == "abc900150983cd24fb0d6963f7d28e17f72\n"
+    assert ok(host, f"sha256 -c {sha} /tmp/d1") == f"SHA256 (/tmp/d1) = {sha}\n"
+    rc, out, _err = sh(host, "sha256 -c 00 /tmp/d1")
+    assert (rc, out) == (2, f"SHA256 (/tmp/d1) = {sha} [ Failed ]\n")
+    rc, _out, err = sh(host, "sha256 /nosuch")
+    assert (rc, err) == (1, "sha256: /nosuch: No such file or directory\n")
+
+
+def test_digest_commands_refuse_gnu_forms(host):
+    for cmd, first in (("sha256 --tag /tmp/d1", "sha256: unknown option -- tag\n"),
+                       ("sha256 -z /tmp/d1", "sha256: illegal option -- z\n"),
+                       ("md5 --check", "md5: option requires an argument -- check\n")):
+        rc, out, err = sh(host, cmd)
+        assert (rc, out) == (1, ""), cmd
+        assert err.startswith(first) and err.endswith("[-pqrtx] [-c string] [-s string] [files ...]\n"), err

@@ -93,10 +93,13 @@ COMMANDS = {
     "/usr/bin/xargs": "xargs",
     "/usr/bin/uname": "uname",
     "/usr/bin/hostname": "hostname",
+    "/usr/sbin/md5": "md5", "/usr/sbin/sha1": "sha1", "/usr/sbin/sha224": "sha224",
+    "/usr/sbin/sha256": "sha256", "/usr/sbin/sha384": "sha384", "/usr/sbin/sha512": "sha512",
 }
 # Doubles in userland.py start without importing the other doubles (sed and
 # friends run often, from rc.d scripts too).
-USERLAND = ("sed", "stat", "date", "install", "find", "xargs", "uname", "hostname")
+USERLAND = ("sed", "stat", "date", "install", "find", "xargs", "uname", "hostname",
+            "md5", "sha1", "sha224", "sha256", "sha384", "sha512")
 
 
 def _sed_script(python_entry):

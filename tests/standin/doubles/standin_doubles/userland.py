@@ -26,6 +26,7 @@ What the stand-in refuses (not_implemented, exit 64): setting the clock
 import calendar
 import contextlib
 import grp
+import hashlib
 import os
 import pwd
 import re
@@ -1318,5 +1319,132 @@ def hostname_main(args):
     return 0
 
 
+# ------------------------------------------------------ md5, sha256, ...
+
+# sbin/md5/md5.c in BSD mode (the program's name picks the algorithm; the
+# *sum names, GNU's format, are the machine's coreutils on the stand-in)
+DIGESTS = {"md5": "MD5", "sha1": "SHA1", "sha224": "SHA224", "sha256": "SHA256", "sha384": "SHA384",
+           "sha512": "SHA512"}
+DIGEST_LONG = {"check": True, "passthrough": False, "quiet": False, "reverse": False, "string": True,
+               "time-trial": False, "self-test": False}
+DIGEST_SHORT = {"b": "b", "c": "check", "p": "passthrough", "q": "quiet", "r": "reverse", "s": "string",
+                "t": "time-trial", "x": "self-test"}
+
+
+def _digest_options(cmd, args):
+    """getopt_long(3) over "bc:pqrs:tx" and md5.c's bsd_longopts: options may
+    follow operands (argument permutation), long names may be abbreviated.
+    Messages as lib/libc/stdlib/getopt_long.c prints them."""
+    opts, operands, i = [], [], 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            operands += args[i + 1:]
+            break
+        if a.startswith("--"):
+            name, eq, value = a[2:].partition("=")
+            matches = [n for n in DIGEST_LONG if n == name] or [n for n in DIGEST_LONG if n.startswith(name)]
+            if len(matches) != 1:
+                err(f"{cmd}: {'ambiguous' if matches else 'unknown'} option -- {name}")
+                raise Usage
+            name = matches[0]
+            if DIGEST_LONG[name] and not eq:
+                i += 1
+                if i >= len(args):
+                    err(f"{cmd}: option requires an argument -- {name}")
+                    raise Usage
+                value = args[i]
+            elif not DIGEST_LONG[name] and eq:
+                err(f"{cmd}: option doesn't take an argument -- {name}")
+                raise Usage
+            opts.append((name, value if DIGEST_LONG[name] else None))
+        elif a.startswith("-") and a != "-":
+            j = 1
+            while j < len(a):
+                c = a[j]
+                if c not in DIGEST_SHORT:
+                    err(f"{cmd}: illegal option -- {c}")
+                    raise Usage
+                if c in "cs":  # these take an argument: the rest of the word or the next one
+                    value = a[j + 1:]
+                    if not value:
+                        i += 1
+                        if i >= len(args):
+                            err(f"{cmd}: option requires an argument -- {c}")
+                            raise Usage
+                        value = args[i]
+                    opts.append((DIGEST_SHORT[c], value))
+                    break
+                opts.append((DIGEST_SHORT[c], None))
+                j += 1
+        else:
+            operands.append(a)
+        i += 1
+    return opts, operands
+
+
+def digest_main(cmd, args):
+    name = DIGESTS[cmd]
+    usage_text = f"usage: {cmd} [-pqrtx] [-c string] [-s string] [files ...]"
+    try:
+        opts, files = _digest_options(cmd, args)
+    except Usage:
+        usage(usage_text, 1)
+    mode, check, passthrough, quiet = "tagged", None, False, False
+    for o, v in opts:
+        if o == "b":
+            pass  # md5.c: "in BSD mode, -b is now a no-op"
+        elif o == "check":
+            check = v
+        elif o == "passthrough":
+            passthrough = True
+        elif o == "quiet":
+            mode, quiet = "bare", True
+        elif o == "reverse":
+            if not quiet:
+                mode = "reverse"
+        else:  # -s string, -t time trial, -x self test
+            not_implemented(cmd, args)
+    failed = mismatched = False
+
+    def output(hexdigest, label):
+        nonlocal mismatched
+        line = {"bare": hexdigest, "reverse": f"{hexdigest} {label}",
+                "tagged": f"{name} ({label}) = {hexdigest}"}[mode]
+        if check is not None and check.lower() != hexdigest:
+            mismatched = True
+            if not quiet:
+                line += " [ Failed ]"
+        out(line)
+
+    algorithm = name.lower()
+    if files and not passthrough:
+        for path in files:
+            digest = hashlib.new(algorithm)
+            try:
+                with (open(path, "rb") if path != "-" else os.fdopen(os.dup(0), "rb")) as fh:
+                    for block in iter(lambda fh=fh: fh.read(1 << 16), b""):
+                        digest.update(block)
+            except OSError as exc:
+                err(f"{cmd}: {path}: {exc.strerror}")
+                failed = True
+                continue
+            output(digest.hexdigest(), path)
+    elif check is None:
+        # standard input: bare digest (md5.c: output_bare in BSD mode); -p echoes it
+        mode = "bare"
+        digest = hashlib.new(algorithm)
+        for block in iter(lambda: sys.stdin.buffer.read(1 << 16), b""):
+            if passthrough:
+                sys.stdout.buffer.write(block)
+            digest.update(block)
+        sys.stdout.flush()
+        output(digest.hexdigest(), "-")
+    if failed:
+        return 1
+    return 2 if mismatched else 0
+
+
 MAINS = {"sed": sed_main, "stat": stat_main, "date": date_main, "install": install_main,
          "find": find_main, "xargs": xargs_main, "uname": uname_main, "hostname": hostname_main}
+MAINS.update({cmd: (lambda args, cmd=cmd: digest_main(cmd, args)) for cmd in DIGESTS})
