@@ -106,6 +106,7 @@ ACCEPTED = [
     # set_ipmask() masks the address: pfctl prints 1.2.3.0/25 for 1.2.3.4/25 (tests/files/pf0019)
     ("pass to 1.2.3.4/25\n", ["pass inet from any to 1.2.3.0/25 flags S/SA keep state"]),
     ("pass from 10/8\n", ["pass inet from 10.0.0.0/8 to any flags S/SA keep state"]),
+    ("pass from 10.010/16\n", ["pass inet from 10.10.0.0/16 to any flags S/SA keep state"]),
     ("pass inet6 from 2001:db8::/32 to any\n", ["pass inet6 from 2001:db8::/32 to any flags S/SA keep state"]),
     ("pass from <t> to (vtnet0)\n", ["pass from <t> to (vtnet0) flags S/SA keep state"]),
     ("pass to (warden0:network)\n", ["pass from any to (warden0:network) flags S/SA keep state"]),

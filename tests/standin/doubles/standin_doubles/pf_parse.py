@@ -654,7 +654,7 @@ class Parser:
             octets = base.split(".")
             if bits is not None and len(octets) < 4 and all(o.isdigit() and int(o) < 256 for o in octets):
                 # pfctl_parser.c host_ip(): "10/8" goes through inet_net_pton(3)
-                addr = ipaddress.ip_address(".".join(octets + ["0"] * (4 - len(octets))))
+                addr = ipaddress.ip_address(".".join([str(int(o)) for o in octets] + ["0"] * (4 - len(octets))))
         if addr is None and bits is None and base[:1].isalpha():
             found = pf_names.hosts_lookup(base, self.ctx.etc)
             if found:
