@@ -39,6 +39,7 @@ USAGE = """usage: pfctl [-AdeghMmNnOPqRrvz] [-a anchor] [-D macro=value] [-F mod
 \t[-f file] [-i interface] [-K host | network]
 \t[-k host | network | gateway | label | id] [-o level] [-p device]
 \t[-s modifier] [-t table -T command [address ...]] [-x level]"""
+SYNTAX_MSG = "pfctl: Syntax error in config file: pf rules not loaded"
 EX_TABLE = 255   # pfctl_table() returns -1 on error and main() exits with it
 
 
@@ -173,21 +174,26 @@ def _read(path):
         return fh.read(), path
 
 
-def parse_with_loads(ctx, text, name, anchor, seen=None):
-    """Parse a file and every `load anchor` it names; return {anchor: ruleset}."""
+def parse_with_loads(ctx, text, name, anchor, dry_run):
+    """Parse a file and every `load anchor` it names; return ({anchor: ruleset}, messages).
+
+    pfctl_rules() loads each named file with a nested pfctl_rules() call
+    (pfctl_load_anchors()): its own failure prints "Syntax error in config
+    file" (unless -n), then the caller adds "load anchors"."""
     ruleset, errors = pf_parse.parse(text, name, ctx, anchor)
     result = {anchor: (ruleset, name)}
     if errors:
-        return result, errors
+        return result, errors + ([] if dry_run else [SYNTAX_MSG])
     for load in ruleset["loads"]:
         try:
             sub_text, sub_name = _read(load["file"])
         except OSError as exc:
-            return result, [f"pfctl: {load['file']}: {exc.strerror}", "pfctl: load anchors"]
-        sub, sub_errors = parse_with_loads(ctx, sub_text, sub_name, load["anchor"])
+            sub_errors = [f"pfctl: {load['file']}: {exc.strerror}"] + ([] if dry_run else [SYNTAX_MSG])
+        else:
+            sub, sub_errors = parse_with_loads(ctx, sub_text, sub_name, load["anchor"], dry_run)
+            result.update(sub)
         if sub_errors:
             return result, sub_errors + ["pfctl: load anchors"]
-        result.update(sub)
     return result, []
 
 
@@ -217,15 +223,13 @@ def load(args_anchor, path, opts):
     with kernel() as k:
         ctx = _context(k)
     try:
-        parsed, errors = parse_with_loads(ctx, text, name, args_anchor)
+        parsed, errors = parse_with_loads(ctx, text, name, args_anchor, "-n" in opts)
     except pf_parse.Unsupported as exc:
         err(f"stand-in: pfctl: {exc} is not implemented")
         raise Exit(64) from None
     if errors:
         for e in errors:
             err(e)
-        if "-n" not in opts:
-            err("pfctl: Syntax error in config file: pf rules not loaded")
         return 1
     if "-v" in opts:
         for anchor, (ruleset, _n) in parsed.items():
