@@ -178,6 +178,30 @@ def test_address_changes_on_the_bridge_follow_ifconfig(host):
     assert f"{GATEWAY}/24" in in_ns(host, "host.net", ["ip", "-br", "addr", "show", "warden0"])
 
 
+def test_private_bridge_members_are_isolated_ports(host):
+    def isolated(port):
+        link = json.loads(in_ns(host, "host.net", ["ip", "-d", "-j", "link", "show", port]))[0]
+        return link["linkinfo"]["info_slave_data"]["isolated"]
+
+    # if_bridge(4) "private": private members do not forward to each other; Linux "isolated" likewise
+    ok(host, "ifconfig warden0 private e0a_db")
+    assert isolated("e0a_db") is True and isolated("e0a_web") is False
+    ok(host, "ifconfig warden0 -private e0a_db")
+    assert isolated("e0a_db") is False
+
+
+def test_bridge_membership_follows_addm_and_deletem(host):
+    def master(port):
+        return json.loads(in_ns(host, "host.net", ["ip", "-j", "link", "show", port]))[0].get("master")
+
+    ok(host, "ifconfig warden0 deletem e0a_web")
+    assert master("e0a_web") is None and master("e0a_db") == "warden0"
+    rc, _out, err = sh(host, "ifconfig warden0 addm nosuchif")
+    assert rc == 1 and master("e0a_web") is None
+    ok(host, "ifconfig warden0 addm e0a_web")
+    assert master("e0a_web") == "warden0"
+
+
 # ------------------------------------------------------------------ the jail's own view
 
 def test_inside_a_jail_ifconfig_route_and_sysctl_show_the_jails_view(host):
@@ -326,6 +350,8 @@ def test_down_leaves_no_namespace_mount_or_process(host):
     namespaces = H.namespaces_under(H.paths(host)["base"])
     # host.net, host.ipc, uplink.net, jail.db.net/.ipc, jail.web.net/.ipc at least
     assert len(namespaces) >= 7
+    # a process in a jail's namespaces (and whatever the jails' rc started) must go too
+    ok(host, "jexec db /usr/sbin/daemon -f /bin/sleep 600")
     pids = H.processes_under(H.paths(host)["base"])
     assert pids
     H.down(host)  # raises when a process, mount, file or namespace is left

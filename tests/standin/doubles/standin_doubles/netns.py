@@ -276,6 +276,9 @@ def _sync_default_route(want):
 
 
 def _sync_members(want, live):
+    for name, link in live.items():
+        if link.get("master") and name not in want["members"]:
+            ip("link", "set", name, "nomaster")  # ifconfig BRIDGE deletem NAME
     for name, m in want["members"].items():
         link = live.get(name)
         if not link:
