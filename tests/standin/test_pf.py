@@ -548,6 +548,14 @@ def test_pfctl_loads_a_good_ruleset(host):
         "pass quick on warden0 inet from 10.0.1.0/24 to any flags S/SA keep state",
         "pass quick on warden0 inet from 192.168.72.0/24 to any flags S/SA keep state",
         'anchor "warden/*" all']
+    # -v adds pfctl_print_rule_counters() lines, -vv rule numbers and the last active time
+    verbose = ok(host, "pfctl -v -sr").splitlines()
+    assert verbose[:3] == ["scrub in all fragment reassemble",
+                           "  [ Evaluations: 0         Packets: 0         Bytes: 0           States: 0     ]",
+                           verbose[2]]
+    assert verbose[2].startswith("  [ Inserted: uid 0 pid ") and verbose[2].endswith(" State Creations: 0     ]")
+    assert ok(host, "pfctl -vv -sr").splitlines()[4] == (
+        "@0 pass in quick on vtnet0 proto tcp from any to any port = ssh flags S/SA keep state")
     assert ok(host, "pfctl -sn").splitlines() == [
         "nat on vtnet0 inet from 10.0.1.0/24 to any -> (vtnet0) round-robin",
         "nat on vtnet0 inet from 192.168.72.0/24 to any -> (vtnet0) round-robin",

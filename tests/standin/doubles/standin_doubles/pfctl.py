@@ -23,6 +23,7 @@ rule (pf_ruleset.c pf_find_or_create_ruleset()/pf_remove_if_empty_ruleset()).
 """
 
 import ipaddress
+import os
 import sys
 
 from . import pf_parse
@@ -197,10 +198,13 @@ def parse_with_loads(ctx, text, name, anchor, dry_run):
     return result, []
 
 
-def store_ruleset(pf, anchor, ruleset, name):
+def store_ruleset(pf, anchor, ruleset, name, pid=0):
     old = pf["anchors"].get(anchor, empty_anchor())
     new = empty_anchor()
     new["file"] = name
+    for kind in RULESETS:
+        for r in ruleset[kind]:
+            r["pid"] = pid       # the kernel records the loading process (cpid)
     if not anchor:
         # options are loaded for the main ruleset only (loadopt & PFCTL_FLAG_OPTION)
         new["options"] = ruleset["options"]
@@ -238,7 +242,7 @@ def load(args_anchor, path, opts):
         return 0
     with kernel(write=True) as k:
         for anchor, (ruleset, name) in parsed.items():
-            store_ruleset(k["pf"], anchor, ruleset, name)
+            store_ruleset(k["pf"], anchor, ruleset, name, os.getpid())
         prune(k["pf"])
     return 0
 
@@ -256,37 +260,56 @@ def verbose_listing(ruleset, nested):
 
 # ------------------------------------------------------------------ show
 
-def show_rules(pf, anchor, recurse, depth=0, wildcard=False):
+def rule_lines(r, nr, indent, verbose, suffix=""):
+    """One rule as pfctl_show_rules() prints it, with -v its counters
+    (pfctl_print_rule_counters(): all 0, no packet passes the stand-in) and
+    with -vv its number ("@nr ", print_rule()) and last active time."""
+    prefix = f"@{nr} " if verbose > 1 else ""
+    lines = [indent + prefix + r["text"] + suffix]
+    if verbose:
+        lines.append(f"  [ Evaluations: {0:<8}  Packets: {0:<8}  Bytes: {0:<10}  States: {0:<6}]")
+        lines.append(f"  [ Inserted: uid 0 pid {r.get('pid', 0)} State Creations: {0:<6}]")
+    if verbose > 1:
+        lines.append("  [ Last Active Time: N/A ]")
+    return lines
+
+
+def show_rules(pf, anchor, recurse, verbose=0, depth=0, wildcard=False):
     """pfctl.c pfctl_show_rules(): scrub then filter rules; with recursion an
-    anchor rule opens "{", its rules follow indented by two spaces per level."""
+    anchor rule opens "{", its rules follow indented by two spaces per level
+    (INDENT(): not under -v)."""
     lines = []
-    indent = "  " * depth
+    indent = "" if verbose else "  " * depth
     if wildcard and recurse:
         for child in children(pf, anchor):
             lines.append(f'{indent}anchor "{child.rsplit("/", 1)[-1]}" all {{')
-            lines += show_rules(pf, child, recurse, depth + 1)
+            lines += show_rules(pf, child, recurse, verbose, depth + 1)
             lines.append(indent + "}")
         return lines
     a = pf["anchors"].get(anchor, {})
-    for r in a.get("scrub", []):
-        lines.append(indent + r["text"])
-    for r in a.get("rules", []):
+    for nr, r in enumerate(a.get("scrub", [])):
+        lines += rule_lines(r, nr, indent, verbose)
+    for nr, r in enumerate(a.get("rules", [])):
         if r.get("anchor") and recurse:
             name = r["anchor"]
             wild = name == "*" or name.endswith("/*")
             base = name[:-2] if name.endswith("/*") else ("" if name == "*" else name)
             full = resolve_call(anchor, base)
-            lines.append(indent + r["text"] + " {")
-            lines += show_rules(pf, full, recurse, depth + 1, wild)
+            lines += rule_lines(r, nr, indent, verbose, " {")
+            lines += show_rules(pf, full, recurse, verbose, depth + 1, wild)
             lines.append(indent + "}")
         else:
-            lines.append(indent + r["text"])
+            lines += rule_lines(r, nr, indent, verbose)
     return lines
 
 
-def show_nat(pf, anchor):
+def show_nat(pf, anchor, verbose=0):
     a = pf["anchors"].get(anchor, {})
-    return [r["text"] for kind in ("nat", "rdr", "binat") for r in a.get(kind, [])]
+    lines = []
+    for kind in ("nat", "rdr", "binat"):
+        for nr, r in enumerate(a.get(kind, [])):
+            lines += rule_lines(r, nr, "", verbose)
+    return lines
 
 
 def table_flags(pf, anchor, name, t):
@@ -332,16 +355,20 @@ def status_lines(pf):
     return lines
 
 
+def verbosity(opts):
+    return opts.get("-v-count", 0)
+
+
 def show(pf, what, anchor, recurse, opts):
     if anchor and anchor not in existing_anchors(pf) and what in ("rules", "nat", "Tables"):
         err("pfctl: DIOCGETRULES: Invalid argument" if what != "Tables"
             else "pfctl: Anchor does not exist.")
         return 0 if what != "Tables" else 1
     if what == "rules":
-        for line in show_rules(pf, anchor, recurse):
+        for line in show_rules(pf, anchor, recurse, verbosity(opts)):
             out(line)
     elif what == "nat":
-        for line in show_nat(pf, anchor):
+        for line in show_nat(pf, anchor, verbosity(opts)):
             out(line)
     elif what == "Anchors":
         if anchor and anchor not in existing_anchors(pf):
@@ -552,6 +579,8 @@ def main(args):
     opts, rest = getopt_strict("pfctl", args, "a:AdD:eqf:F:ghi:k:K:mMnNOo:Pp:rRs:St:T:vx:z")
     o = {}
     for flag, value in opts:
+        if flag == "-v":
+            o["-v-count"] = o.get("-v-count", 0) + 1     # -vv: PF_OPT_VERBOSE2
         if flag in ("-A", "-D", "-g", "-h", "-i", "-k", "-K", "-m", "-M", "-N", "-O", "-o", "-p",
                     "-P", "-r", "-R", "-S", "-x", "-z"):
             not_implemented("pfctl", args)
