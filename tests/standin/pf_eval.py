@@ -6,7 +6,7 @@ rulesets, so tests can assert isolation packet by packet:
 
     pf = PF.from_host(name)                      # or PF(kernel_dict)
     d = pf.filter("10.0.1.2", "10.0.2.2", proto="tcp", dport=5432,
-                  iface="warden0", direction="in")
+                  iface="warden0", direction="in")   # uid=/user=, gid=: number or name
     d.action          # "pass" or "block"
     d.anchor, d.rule  # where the deciding rule lives and its pfctl text ("" / None: default)
     t = pf.translate("10.0.1.2", "198.51.100.7", proto="tcp", dport=443,
@@ -102,16 +102,29 @@ def _flags_bits(text):
 
 
 class PF:
-    def __init__(self, kernel):
+    def __init__(self, kernel, etc=None):
         self.pf = kernel["pf"]
         self.ifaces = kernel.get("ifaces", {})
+        self.etc = etc      # the host's /etc, to resolve user and group names
 
     @classmethod
     def from_host(cls, name):
         import standin_host
-        path = os.path.join(standin_host.paths(name)["root"], ".standin", "kernel.json")
+        root = standin_host.paths(name)["root"]
+        with open(os.path.join(root, ".standin", "kernel.json"), encoding="utf-8") as fh:
+            return cls(json.load(fh), etc=os.path.join(root, "etc"))
+
+    def _id(self, kind, value):
+        """A user/group name as the host's passwd/group files give it, or a number."""
+        if value is None or isinstance(value, int):
+            return value
+        path = os.path.join(self.etc or "/nonexistent", "passwd" if kind == "user" else "group")
         with open(path, encoding="utf-8") as fh:
-            return cls(json.load(fh))
+            for line in fh:
+                fields = line.split(":")
+                if fields[0] == value and len(fields) > 2:
+                    return int(fields[2])
+        raise KeyError(f"no {kind} {value} on the host")
 
     # ------------------------------------------------------------ lookup helpers
     def anchor(self, path):
@@ -220,7 +233,7 @@ class PF:
         if user is not None and uid is None:
             uid = user
         packet = Packet(src, dst, PROTOCOLS.get(proto, proto), sport, dport, iface, direction,
-                        uid, gid, icmp_type, tcp_flags)
+                        self._id("user", uid), self._id("group", gid), icmp_type, tcp_flags)
         state = {"last": None, "matched": []}
         skipped = self.anchor("").get("options", {}).get("skip", [])
         if iface is not None and any(iface in self.iface_members(s) for s in skipped):

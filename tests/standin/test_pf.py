@@ -502,6 +502,12 @@ def ok(host, script):
     return out
 
 
+def kernel_json(host):
+    import standin_host as H
+    with open(os.path.join(H.paths(host)["root"], ".standin", "kernel.json"), encoding="utf-8") as fh:
+        return json.load(fh)
+
+
 def write(host, path, text):
     ok(host, f"cat > {path} <<'EOF'\n{text}EOF")
 
@@ -625,6 +631,7 @@ def test_pfctl_stdin_and_the_forms_rc_d_pf_uses(host):
     assert rc == 1 and "stdin:1: syntax error" in err
     assert sh(host, "echo 'block all' | pfctl -f -")[0] == 0
     assert ok(host, "pfctl -sr") == "block drop all\n"
+    assert sh(host, "echo 'pass all' | pfctl -qf -") == (0, "", "")
     # -v prints what it loads; -n turns off -e and -s
     out = ok(host, "pfctl -vnf /etc/pf.conf")
     assert out.splitlines()[:3] == ['ext_if = "vtnet0"', 'warden_net = "{ 10.0.1.0/24 192.168.72.0/24 }"',
@@ -722,10 +729,12 @@ def test_pfctl_anchor_recursion_load_anchor_and_show_all(host):
     pf = H.state(host)["pf"]
     assert pf["anchors"]["warden/atlas"]["referenced"] and pf["anchors"]["warden/boreal"]["referenced"]
     assert pf["anchors"]["loose"]["referenced"] is False
+    assert kernel_json(host)["pf"]["referenced"] == ["warden/atlas", "warden/boreal"]
     assert pf["anchors"]["warden/atlas"]["tables"] == {"mine": ["10.0.1.0/24"]}
     assert pf["anchors"]["/"]["rules"] == ['anchor "warden/*" all']
-    # the evaluator reads the same kernel state
+    # the evaluator reads the same kernel state; user names come from the host's passwd
     ev = pf_eval.PF.from_host(host)
+    assert ev._id("user", "root") == 0
     d = ev.filter("10.0.2.3", "10.0.1.3", proto="tcp", dport=22, iface="warden0")
     assert (d.action, d.anchor) == ("block", "warden/boreal")
     assert ev.filter("10.0.1.3", "10.0.2.3", proto="tcp", dport=22, iface="warden0").anchor == "warden/atlas"

@@ -15,9 +15,10 @@ Option letters combine as getopt(3) allows (-nf FILE, -vnf, -Fall, -Tshow,
 order: -d, -s, -F, -T, -f, -e.  Modifiers are prefix-matched
 (pfctl_lookup_option(): -s r, -F a, -T s).
 
-Kernel state (kernel()["pf"]): "enabled" and "anchors": path ("" = main) ->
+Kernel state (kernel()["pf"]): "enabled", "anchors": path ("" = main) ->
 {file, options, tables {name: {flags, addrs}}, scrub, nat, rdr, binat,
-rules}; each rule keeps its parsed fields and its printed "text".  An anchor
+rules} (each rule keeps its parsed fields and its printed "text") and
+"referenced": the anchors the main ruleset reaches, refreshed on every change.  An anchor
 exists while it has rules or tables, has a child, or is called from a loaded
 rule (pf_ruleset.c pf_find_or_create_ruleset()/pf_remove_if_empty_ruleset()).
 """
@@ -127,11 +128,13 @@ def referenced_anchors(pf):
 
 
 def prune(pf):
-    """pf_remove_if_empty_ruleset(): drop stored anchors that no longer exist."""
+    """pf_remove_if_empty_ruleset(): drop stored anchors that no longer exist;
+    then record which anchors the main ruleset reaches ("referenced")."""
     alive = existing_anchors(pf)
     for path in list(pf["anchors"]):
         if path and path not in alive:
             del pf["anchors"][path]
+    pf["referenced"] = sorted(referenced_anchors(pf))
 
 
 def _tables(a):
@@ -143,7 +146,7 @@ def summary(pf):
     """What `standin state` shows under "pf": per existing anchor its rules as
     pfctl prints them, its tables (name -> addresses) and whether the main
     ruleset reaches it."""
-    reached = referenced_anchors(pf)
+    reached = set(pf["referenced"]) if "referenced" in pf else referenced_anchors(pf)
     result = {"enabled": pf["enabled"],
               "options": pf["anchors"].get("", {}).get("options", {}), "anchors": {}}
     for path in sorted(existing_anchors(pf) | {""}):
@@ -562,7 +565,6 @@ def table_command(name, cmd, words, anchor, opts):
         elif cmd == "kill":
             del a["tables"][name]
             xprintf(opts, "1 table deleted")
-            prune(pf)
         elif cmd == "test":
             hits = [x for x in addrs if _covers(current, x)]
             xprintf(opts, f"{len(hits)}/{len(addrs)} addresses match")
@@ -570,6 +572,7 @@ def table_command(name, cmd, words, anchor, opts):
                 for x in hits:
                     out(f"M  {x}")
             return 2 if len(hits) < len(addrs) else 0
+        prune(pf)
     return 0
 
 
