@@ -751,7 +751,12 @@ def decrypt_env_member(path, env, passphrase_file):
 def read_private_file(path, limit=ENV_MAX_SIZE):
     """Contents of a small regular file, opened without following a symlink
     and without blocking on a FIFO."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK):
+            raise BackupError(f"{path} is a symlink: refusing to read through it") from None
+        raise io_error(exc, path) from exc
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

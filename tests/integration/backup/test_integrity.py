@@ -565,6 +565,19 @@ def test_a_passphrase_file_not_owned_by_root_is_refused(make_fleet, tmp_path):
         backup.restore_agent(fleet.plan, "atlas", archive=archive, restore_env=True, env_passphrase_file=str(link))
 
 
+def test_an_env_file_swapped_for_a_symlink_is_not_read(make_fleet, tmp_path):
+    fleet, passfile, env_file = _env_fleet(make_fleet, tmp_path)
+    secret = tmp_path / "root-only"
+    secret.write_text("root:$6$hash\n")
+    secret.chmod(0o600)
+    env_file.unlink()
+    env_file.symlink_to(secret)
+    res = backup.backup_fleet(fleet.plan)
+    assert res["agents"]["atlas"]["status"] == "failed"
+    assert "is a symlink" in res["agents"]["atlas"]["msg"]
+    assert res["created"] == []
+
+
 def test_a_failed_env_write_leaves_no_partial_file(tmp_path, monkeypatch):
     dest = tmp_path / "etc" / "atlas.env"
     dest.parent.mkdir()
