@@ -165,8 +165,9 @@ class PF:
             hit = best is not None and not best[1]
         elif t == "dynif":
             network = "network" in spec.get("mods", [])
-            assigned = [ipaddress.ip_interface(a) for m in self.iface_members(spec["ifname"])
-                        for a in self.ifaces[m].get("inet", [])]
+            # "(self)" stands for every interface's addresses (pf_if.c pfi_dynaddr_setup)
+            members = list(self.ifaces) if spec["ifname"] == "self" else self.iface_members(spec["ifname"])
+            assigned = [ipaddress.ip_interface(a) for m in members for a in self.ifaces[m].get("inet", [])]
             hit = any(ip in i.network if network else ip == i.ip for i in assigned)
         else:       # no-route, urpf-failed: nothing to consult in the stand-in
             hit = False

@@ -377,6 +377,13 @@ def test_evaluator_last_match_wins_and_default_pass():
     assert (d.action, d.rule) == ("pass", None)        # nothing matched: pf's default pass
 
 
+def test_evaluator_dynamic_self():
+    pf = pf_eval.PF(kernel_with(main="block all\npass in proto tcp to (self) port 22\n"))
+    assert pf.filter("198.51.100.1", "192.0.2.10", proto="tcp", dport=22, iface="vtnet0").action == "pass"
+    assert pf.filter("198.51.100.1", "10.0.1.1", proto="tcp", dport=22, iface="warden0").action == "pass"
+    assert pf.filter("198.51.100.1", "10.0.1.7", proto="tcp", dport=22, iface="warden0").action == "block"
+
+
 def test_evaluator_set_skip():
     pf = pf_eval.PF(kernel_with(main="set skip on lo\nblock all\n"))
     assert pf.filter("127.0.0.1", "127.0.0.1", proto="tcp", dport=5432, iface="lo0").rule is None
