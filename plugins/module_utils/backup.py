@@ -152,13 +152,12 @@ def require_command(name):
     return found
 
 
-def run(argv, check=True, stdin=None, timeout=COMMAND_TIMEOUT, input_data=None):
+def run(argv, check=True, stdin=None, timeout=COMMAND_TIMEOUT):
     """Run a command to completion, at most `timeout` seconds (it is killed then)."""
     try:
         proc = subprocess.run(
             argv,
-            stdin=stdin if stdin is not None or input_data is not None else subprocess.DEVNULL,
-            input=input_data,
+            stdin=stdin if stdin is not None else subprocess.DEVNULL,
             capture_output=True,
             check=False,
             timeout=timeout,
@@ -953,9 +952,29 @@ def _read_exactly(fd, size, name):
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def _read_or_hole(fd, pos, want, holes, name):
+    """`want` bytes of fd at pos (its offset): zeros without reading when pos
+    is in a hole (holes=True), else read. Returns (block, holes) with holes
+    False once the file system cannot tell."""
+    if holes:
+        try:
+            data = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # no SEEK_DATA here: read everything
+                os.lseek(fd, pos, os.SEEK_SET)
+                return _read_exactly(fd, want, name), False
+            data = pos + want  # a hole up to the end
+        if data > pos:
+            count = min(want, data - pos)
+            os.lseek(fd, pos + count, os.SEEK_SET)
+            return _ZERO_CHUNK[:count], True
+    return _read_exactly(fd, want, name), holes
+
+
 _USTAR_TYPES = {"f": b"0", "d": b"5", "l": b"2", "h": b"1"}
 BLOCKSIZE = tarfile.BLOCKSIZE
 _ZEROS = bytes(BLOCKSIZE)
+_ZERO_CHUNK = bytes(CHUNK)
 
 
 def ustar_header(name, kind, size, mode, mtime, uid, gid, uname, gname, linkname=""):
@@ -1206,12 +1225,15 @@ class ArchiveWriter:
                 digest = hashlib.sha256()
                 sink.write(header)
                 sink.flush()
-                remaining = size
+                remaining, pos = size, 0
+                # a sparse file: its holes (SEEK_DATA) are archived as zeros without reading them
+                holes = os.fstat(fd).st_blocks * 512 < size and hasattr(os, "SEEK_DATA")
                 while remaining > 0:
-                    block = _read_exactly(fd, min(CHUNK, remaining), e.src)
+                    block, holes = _read_or_hole(fd, pos, min(CHUNK, remaining), holes, e.src)
                     digest.update(block)
                     sink.put(block)
                     remaining -= len(block)
+                    pos += len(block)
                 if pad:
                     sink.write(_ZEROS[:pad])
                 e.sha256 = digest.hexdigest()
@@ -2133,7 +2155,7 @@ class AgentBackup:
         ok = True
         if manifest is None:
             ok = False
-        elif verification_due(record, st, now, every):
+        elif verification_due(record, st, now, every) or record.get("sha256") != manifest["archive_sha256"]:
             try:
                 verify_archive(path, manifest, members=False)
             except BackupError as exc:

@@ -347,7 +347,7 @@ def test_cli_os_errors_are_one_line(make_fleet, tmp_path, capsys):
     assert err.count("\n") == 1 and err.startswith("warden: verify failed: ") and str(bogus) in err
 
 
-def test_sparse_files_stay_sparse(make_fleet):
+def test_sparse_files_stay_sparse(make_fleet, monkeypatch):
     fleet = make_fleet("atlas")
     ws = fleet.paths("atlas")["workspace"]
     populate(ws, fleet.paths("atlas")["state"])
@@ -360,7 +360,18 @@ def test_sparse_files_stay_sparse(make_fleet):
     if sparse.stat().st_blocks * 512 > 1024 * 1024:
         pytest.skip("this file system does not keep holes")
     before = tree(ws)
+    read = []
+    real_read = os.read
+
+    def counting_read(fd, count):
+        data = real_read(fd, count)
+        read.append(len(data))
+        return data
+
+    monkeypatch.setattr(backup.os, "read", counting_read)
     backup.backup_fleet(fleet.plan, now=at(0))
+    monkeypatch.setattr(backup.os, "read", real_read)
+    assert sum(read) < 8 * 1024 * 1024, "the holes were not read (SEEK_DATA)"
     sparse.write_bytes(b"overwritten")
     backup.restore_agent(fleet.plan, "atlas")
     assert tree(ws) == before
