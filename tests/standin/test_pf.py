@@ -141,6 +141,10 @@ ACCEPTED = [
     ("pass out proto tcp to port 5432 user 0 group 0 label \"db\" tag T rtable 0\n",
      ['pass out proto tcp from any to any port = postgresql user = 0 group = 0 flags S/SA keep state '
       'label "db" tag T rtable 0']),
+    ("pass out proto tcp user unknown\npass out proto tcp user { < 1000, 2000 >< 3000 }\n",
+     ["pass out proto tcp all user = unknown flags S/SA keep state",
+      "pass out proto tcp all user < 1000 flags S/SA keep state",
+      "pass out proto tcp all user 2000 >< 3000 flags S/SA keep state"]),
     ("pass in proto icmp icmp-type echoreq\n", ["pass in proto icmp all icmp-type echoreq keep state"]),
     ("pass in proto tcp to port 22 keep state (max 100, source-track rule, max-src-conn-rate 10/5,"
      " overload <bad> flush global)\n",

@@ -51,6 +51,7 @@ PF_ANCHOR_NAME_SIZE = 64
 PF_RULE_LABEL_SIZE = 64
 IFNAMSIZ = 16
 TCP, UDP, ICMP, ICMP6 = 6, 17, 1, 58
+UID_MAX = 4294967295
 
 
 class Unsupported(Exception):
@@ -905,7 +906,7 @@ class Parser:
                 return v
             name = self.string()
             if name == "unknown":
-                return "unknown"
+                return UID_MAX      # parse.y uid/gid: "unknown" is UID_MAX (GID_MAX)
             found = (pf_names.user_id if kind == "user" else pf_names.group_id)(name, self.ctx.etc)
             if found is None:
                 self.fail(f"unknown {kind} {name}")

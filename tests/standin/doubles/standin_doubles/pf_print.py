@@ -49,9 +49,12 @@ def port_text(p, proto):
 
 
 def ugid_text(kind, u):
+    """print_ugid(): numbers, UID_MAX as "unknown" after = and !=."""
     op, a, b = u["op"], u["a"], u.get("b")
     if op in ("><", "<>"):
         return f" {kind} {a} {op} {b}"
+    if a == 4294967295 and op in ("=", "!="):
+        return f" {kind} {op} unknown"
     return f" {kind} {op} {a}"
 
 
