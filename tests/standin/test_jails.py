@@ -157,6 +157,17 @@ def test_the_host_has_its_own_network_namespace_with_its_interfaces(host):
     assert not {"warden0", "e0a_db", "e0a_web"} & {i["ifname"] for i in json.loads(machine_links)}
 
 
+def test_a_double_outside_the_stand_ins_namespace_changes_nothing_real(host):
+    # plain chroot(8) from the machine: the machine's network namespace is never touched
+    proc = subprocess.run(["chroot", H.paths(host)["root"], "/sbin/ifconfig", "warden0", "inet", "10.9.3.1/24",
+                           "alias"], capture_output=True, text=True, check=False, env=H._chroot_env())
+    assert proc.returncode == 1
+    assert "only be changed from inside the stand-in host's own network namespace" in proc.stderr
+    machine = subprocess.run(["ip", "-br", "addr"], capture_output=True, text=True, check=True).stdout
+    assert "10.9.3.1" not in machine
+    ok(host, "ifconfig warden0 -alias 10.9.3.1")  # the simulated kernel took it; take it back
+
+
 def test_a_vnet_jail_has_its_own_stack_named_as_its_rc_conf_says(host):
     addrs = {i["ifname"]: [f"{a['local']}/{a['prefixlen']}" for a in i["addr_info"] if a["family"] == "inet"]
              for i in json.loads(in_ns(host, "jail.db.net", ["ip", "-j", "addr", "show"]))}

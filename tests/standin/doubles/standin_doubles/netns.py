@@ -167,7 +167,18 @@ def reconcile(k):
 
     Called by common.kernel(write=True) after every change of the simulated
     kernel, and by ``standin up`` once.  Runs inside the stand-in host only.
+    A step Linux refuses ends the double with its message and status 1; the
+    next change of the kernel state tries the difference again.
     """
+    try:
+        _reconcile(k)
+    except NetnsError as exc:
+        from .common import Exit, err
+        err(str(exc))
+        raise Exit(1) from None
+
+
+def _reconcile(k):
     if not is_namespace(HOST_NET):
         return  # a root without the stand-in host's namespaces: no real network to follow
     if not in_standin_host():
