@@ -134,7 +134,7 @@ def _fail(msg):
     raise IfconfigError(msg)
 
 
-def _bridge_of(ifaces, name):
+def bridge_of(ifaces, name):
     for bname, b in ifaces.items():
         if b["kind"] == "bridge" and name in b["members"]:
             return bname
@@ -230,7 +230,7 @@ def _bridge_op(ifaces, name, word, member):
             _fail(f"BRDGADD {member}: {EINVAL}")  # not a bridge: the driver's ioctl refuses SIOCSDRVSPEC
         if member not in ifaces:
             _fail(f"BRDGADD {member}: {ENOENT}")
-        owner = _bridge_of(ifaces, member)
+        owner = bridge_of(ifaces, member)
         if owner == name:
             _fail(f"BRDGADD {member}: {EEXIST}")
         if owner is not None:
