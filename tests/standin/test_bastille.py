@@ -291,3 +291,21 @@ def test_restart_stops_and_starts(host):
     ok(host, "bastille stop pc")
     _rc, _out, err = sh(host, "bastille restart -i pc")
     assert "Jail is stopped." in err and state_of(host, "pc") == "Down"
+
+
+def test_vnet_on_a_physical_interface_goes_through_jib(host):
+    ok(host, "bastille create -V -g 192.0.2.1 phys1 14.3-RELEASE 192.0.2.60/24 vtnet0")
+    text = read(host, f"{JAILS}/phys1/jail.conf")
+    assert '  exec.prestart += "jib addm phys1 vtnet0";\n' in text and "  vnet.interface = e0b_phys1;\n" in text
+    w = interfaces(host)
+    # jib: the interface's own bridge "vtnet0bridge" with the NIC and the jail's epair
+    assert w["vtnet0bridge"]["members"] == ["vtnet0", "e0a_phys1"] and "bridge" in w["vtnet0bridge"]["groups"]
+    refused(host, "bastille create -V -g 192.0.2.1 phys2 14.3-RELEASE 192.0.2.61/24 vtnet0bridge",
+            "[ERROR]: Interface is a bridge: vtnet0bridge")
+    ok(host, "bastille stop phys1")
+    assert "e0a_phys1" not in interfaces(host) and interfaces(host)["vtnet0bridge"]["members"] == ["vtnet0"]
+
+
+def test_version_goes_to_stderr(host):
+    rc, out, err = sh(host, "bastille --version")
+    assert (rc, out, err) == (0, "", "1.4.4\n")

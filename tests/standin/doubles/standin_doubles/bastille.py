@@ -1137,7 +1137,8 @@ def main(args):
         err("Bastille: Permission Denied")
         error_exit("root / sudo / doas required")
     if verb in ("-v", "--version", "version"):
-        out("1.4.4")
+        # usr/local/bin/bastille: info 1 "${BASTILLE_VERSION}" (stderr)
+        err("1.4.4")
         return 0
     conf = load_conf()
     if verb == "bootstrap":
