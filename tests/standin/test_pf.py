@@ -643,6 +643,8 @@ def test_pfctl_stdin_and_the_forms_rc_d_pf_uses(host):
     assert sh(host, "echo 'block all' | pfctl -f -")[0] == 0
     assert ok(host, "pfctl -sr") == "block drop all\n"
     assert sh(host, "echo 'pass all' | pfctl -qf -") == (0, "", "")
+    ok(host, "printf 'block all label \"deny\"\\npass out all label \"out\"\\n' | pfctl -f -")
+    assert ok(host, "pfctl -s labels") == "deny 0 0 0 0 0 0 0 0\nout 0 0 0 0 0 0 0 0\n"
     # -v prints what it loads; -n turns off -e and -s
     out = ok(host, "pfctl -vnf /etc/pf.conf")
     assert out.splitlines()[:3] == ['ext_if = "vtnet0"', 'warden_net = "{ 10.0.1.0/24 192.168.72.0/24 }"',
@@ -659,6 +661,7 @@ def test_pfctl_tables(host):
     ok(host, "pfctl -f /etc/pf.conf")
     assert ok(host, "pfctl -s Tables") == "c\nwarden_net\n"
     assert ok(host, "pfctl -sT") == "c\nwarden_net\n"
+    assert ok(host, "pfctl -s labels") == ""
     assert ok(host, "pfctl -v -s Tables") == "c-a----\tc\n-pa-r--\twarden_net\n"
     assert sh(host, "pfctl -t warden_net -T show") == (0, "   10.0.1.0/24\n", "")
     assert sh(host, "pfctl -t warden_net -T add 10.0.2.0/24 10.0.1.0/24") == (0, "", "1/2 addresses added.\n")

@@ -6,7 +6,7 @@ pfctl_parser.c.  The grammar lives in pf_parse.py, the printed form of a
 rule in pf_print.py.  Forms:
 
   pfctl [-q] [-v] [-n] [-a anchor] -f FILE|-   check (-n) or check and load
-  pfctl [-v] [-a anchor[/*]] -s rules|nat|Anchors|Tables|info|Running|states|Sources|all
+  pfctl [-v] [-a anchor[/*]] -s rules|nat|Anchors|Tables|info|Running|labels|states|Sources|all
   pfctl [-q] [-a anchor] -F all|rules|nat|Tables|states|Sources|info|ethernet
   pfctl [-q] [-v] [-a anchor] -t TABLE -T add|delete|replace|test ADDR... | show|flush|kill
   pfctl [-q] -e | -d                          "pf enabled" / "pf disabled" (stderr)
@@ -394,6 +394,12 @@ def show(pf, what, anchor, recurse, opts):
         # pfctl_show_running(): prints the state, exits 0 when running
         out("Enabled" if pf["enabled"] else "Disabled")
         return 0 if pf["enabled"] else 1
+    elif what == "labels":
+        # pfctl_show_rules(PFCTL_SHOW_LABELS): each labelled filter rule with its
+        # evaluations, packets, bytes, in/out packets and bytes and states, all 0 here
+        for r in pf["anchors"].get(anchor, {}).get("rules", []):
+            if r.get("labels"):
+                out(" ".join(r["labels"]) + " 0 0 0 0 0 0 0 0")
     elif what in ("states", "Sources"):
         pass    # no packets pass through the stand-in, so there are no states
     elif what == "all":
@@ -611,7 +617,7 @@ def main(args):
     if rest and table_cmd is None:
         err(f"pfctl: unknown command line argument: {rest[0]} ...")
         usage()
-    if show_opt in ("ether", "queue", "Interfaces", "labels", "timeouts", "memory", "osfp") or \
+    if show_opt in ("ether", "queue", "Interfaces", "timeouts", "memory", "osfp") or \
             clear_opt in ("queue", "osfp") or table_cmd in ("load", "zero", "expire", "reset"):
         not_implemented("pfctl", args)
 
