@@ -2835,15 +2835,25 @@ def _private_dir(start_fd, start_path, name):
     try:
         if os.fstat(base_fd).st_dev != dev:
             raise BackupError(f"{base} is not on the file system of {start_path}")
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(name, 0o700, dir_fd=base_fd)
-        fd = open_dir(name, base_fd, label=os.path.join(base or start_path, name))
-        st = os.fstat(fd)
-        if st.st_uid != euid or st.st_dev != dev:
-            os.close(fd)
-            raise BackupError(f"{os.path.join(base or start_path, name)} is not ours: remove it and retry")
-        os.fchmod(fd, 0o700)
-        return base_fd, fd
+        label = os.path.join(base or start_path, name)
+        for attempt in (1, 2):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o700, dir_fd=base_fd)
+            try:
+                fd = open_dir(name, base_fd, label=label)
+            except BackupError:
+                fd = None  # something else than a directory under our name
+            if fd is not None:
+                st = os.fstat(fd)
+                if st.st_uid == euid and st.st_dev == dev:
+                    os.fchmod(fd, 0o700)
+                    return base_fd, fd
+                os.close(fd)
+            if base is not None or attempt == 2:
+                raise BackupError(f"{label} is not ours: remove it and retry")
+            # in the agent's own directory: what it put under our name is moved aside
+            os.rename(name, _free_name(base_fd, name + ".moved"), src_dir_fd=base_fd, dst_dir_fd=base_fd)
+        raise BackupError(f"{label} is not ours: remove it and retry")
     except BaseException:
         os.close(base_fd)
         raise

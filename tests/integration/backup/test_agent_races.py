@@ -154,6 +154,12 @@ def test_restore_into_a_mountpoint_is_not_redirected(make_fleet, monkeypatch, tm
         current = {k: v for k, v in tree(ws).items() if not k.startswith((".warden-prev-", moved[0]))}
         assert current == before
         assert (prev / "AGENTS.md").read_text() == "changed since\n"
+        # the link the agent left under the staging directory's name does not block the next restore
+        assert (ws / moved[0]).is_symlink()
+        monkeypatch.setattr(backup, "extract_archive", real_extract)
+        backup.restore_agent(fleet.plan, "atlas", now=at(5))
+        assert {p.name: (p.stat().st_uid, p.read_text()) for p in victim.iterdir()} == victim_before
+        assert tree(ws)["AGENTS.md"] == before["AGENTS.md"]
     finally:
         subprocess.run(["umount", "-l", str(ws)], check=False)
 
