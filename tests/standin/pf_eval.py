@@ -242,7 +242,7 @@ class PF:
         self._eval("", packet, state)
         if state["last"] is None:
             return Decision("pass", matched=state["matched"])
-        path, r = state["last"]
+        path, r = state["last"]  # pylint: disable=unpacking-non-sequence  # set by _eval when a rule matched
         return Decision("block" if r["action"] == "block" else "pass", path, r["text"],
                         bool(r.get("quick")), state["matched"])
 

@@ -201,7 +201,7 @@ ACCEPTED = [
 ]
 
 
-@pytest.mark.parametrize("text,expected", ACCEPTED, ids=[t for t, _ in ACCEPTED])
+@pytest.mark.parametrize("text,expected", ACCEPTED, ids=[case[0] for case in ACCEPTED])
 def test_grammar_accepts_and_prints_as_pfctl(text, expected):
     assert shown(text, files={"/etc/pf.inc": "block all\n"}) == expected
 
@@ -330,7 +330,7 @@ REFUSED = [
 ]
 
 
-@pytest.mark.parametrize("text,messages", REFUSED, ids=[t for t, _ in REFUSED])
+@pytest.mark.parametrize("text,messages", REFUSED, ids=[case[0] for case in REFUSED])
 def test_grammar_refuses_with_pfctl_messages(text, messages):
     assert refused(text) == messages
 

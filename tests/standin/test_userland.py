@@ -285,8 +285,8 @@ def test_install_refuses_gnu_forms(host):
 
 def test_find_freebsd_forms(host):
     ok(host, "mkdir -p /tmp/f1/b /tmp/f1/a && touch /tmp/f1/a/x.conf /tmp/f1/b/y.txt /tmp/f1/z.conf")
-    assert ok(host, "find -s /tmp/f1") == ("/tmp/f1\n/tmp/f1/a\n/tmp/f1/a/x.conf\n/tmp/f1/b\n/tmp/f1/b/y.txt\n"
-                                          "/tmp/f1/z.conf\n")
+    assert ok(host, "find -s /tmp/f1") == (
+        "/tmp/f1\n/tmp/f1/a\n/tmp/f1/a/x.conf\n/tmp/f1/b\n/tmp/f1/b/y.txt\n/tmp/f1/z.conf\n")
     assert ok(host, "find -s /tmp/f1 -name '*.conf'") == "/tmp/f1/a/x.conf\n/tmp/f1/z.conf\n"
     assert ok(host, "find -E /tmp/f1 -regex '.*/(x|y)\\.(conf|txt)' | sort") == "/tmp/f1/a/x.conf\n/tmp/f1/b/y.txt\n"
     assert ok(host, "find /tmp/f1 -regex '.*/[xy]\\.conf'") == "/tmp/f1/a/x.conf\n"

@@ -62,6 +62,7 @@ def host_tool(name):
         raise FileNotFoundError(f"stand-in: machine tool {name} is missing")
     return found
 
+
 # FreeBSD path -> double name.  /bin, /sbin and /lib are symlinks into /usr
 # in the stand-in (as on the Linux host), so /sbin/ifconfig is /usr/sbin/ifconfig.
 COMMANDS = {
@@ -115,28 +116,28 @@ def _sed_script(python_entry):
     return rf"""#!/bin/sh
 # stand-in FreeBSD host: double of sed (tests/standin/doubles, userland.py)
 fast() {{
-	gnu=
-	while [ $# -gt 0 ]; do
-		case $1 in
-		-n|-E|-u) gnu="$gnu $1" ;;
-		-r) gnu="$gnu -E" ;;
-		-l) gnu="$gnu -u" ;;
-		*) break ;;
-		esac
-		shift
-	done
-	[ $# -gt 0 ] || return 0
-	script=$1
-	shift
-	case $script in
-	[0-9\$/sSyYpPdDnNgGhHxbtqlaicw=:{{}}#!]*) ;;
-	*) return 0 ;;
-	esac
-	for f do
-		case $f in -*) return 0 ;; esac
-		[ -f "$f" ] && [ -r "$f" ] || return 0
-	done
-	exec {PRIVATE_BIN}/sed $gnu -e "$script" -- "$@"
+    gnu=
+    while [ $# -gt 0 ]; do
+        case $1 in
+        -n|-E|-u) gnu="$gnu $1" ;;
+        -r) gnu="$gnu -E" ;;
+        -l) gnu="$gnu -u" ;;
+        *) break ;;
+        esac
+        shift
+    done
+    [ $# -gt 0 ] || return 0
+    script=$1
+    shift
+    case $script in
+    [0-9\$/sSyYpPdDnNgGhHxbtqlaicw=:{{}}#!]*) ;;
+    *) return 0 ;;
+    esac
+    for f do
+        case $f in -*) return 0 ;; esac
+        [ -f "$f" ] && [ -r "$f" ] || return 0
+    done
+    exec {PRIVATE_BIN}/sed $gnu -e "$script" -- "$@"
 }}
 fast "$@"
 exec {PYTHON} -c '{python_entry}' "$@"

@@ -637,7 +637,7 @@ class Parser:
             bits = int(bits)
         else:
             bits = None
-        ifname, _, modifier = base.partition(":")
+        ifname, modifier = base.partition(":")[::2]
         if base[:1].isalpha() and (self.ctx.iface_exists(ifname) or ifname == "self") and \
                 modifier in ("network", "broadcast", "peer", "0", ""):
             if modifier in ("network", "broadcast") and bits is not None:
@@ -789,7 +789,7 @@ class Parser:
         if ":" in s:
             if not allow_range:
                 self.fail()
-            a, _, b = s.partition(":")
+            a, b = s.partition(":")[::2]
             if b == "*":
                 self.unsupported("port a:*")
             pa, pb = self.service(a), self.service(b)
@@ -817,7 +817,7 @@ class Parser:
         if self.tok.kind == "PORTBINARY":
             op = self.tok.value
             self.advance()
-            b, _ = self.port_value(False)
+            b = self.port_value(False)[0]
             return {"op": op, "a": a, "b": b}
         if b is not None:
             return {"op": ":", "a": a, "b": b}
@@ -1414,4 +1414,3 @@ def parse(text, name, ctx, anchor=""):
 def context_from_kernel(k, etc="/etc"):
     fibs = int(k.get("sysctl", {}).get("net.fibs", 1) or 1)
     return Context(interfaces=k.get("ifaces", {}), etc=etc, fibs=fibs)
-

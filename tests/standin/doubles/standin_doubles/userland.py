@@ -1276,6 +1276,7 @@ def uname_main(args):
     flags = flags or {"s"}
     hostname, release = _identity()
     build = BUILD.get(release, f"releng/{release.split('-')[0]}")
+
     def value(letter, native):
         # uname.c setup_get(): UNAME_s, UNAME_n, ... override each field
         return os.environ.get("UNAME_" + letter, native)
