@@ -309,3 +309,20 @@ def test_vnet_on_a_physical_interface_goes_through_jib(host):
 def test_version_goes_to_stderr(host):
     rc, out, err = sh(host, "bastille --version")
     assert (rc, out, err) == (0, "", "1.4.4\n")
+
+
+def test_depend_starts_and_stops_dependents(host):
+    refused(host, "bastille config pa set depend", "[ERROR]: Adding a jail to the 'depend' property requires a TARGET.")
+    refused(host, "bastille config pa set", "Usage: bastille config [option(s)] TARGET set|add PROPERTY [VALUE]")
+    refused(host, "bastille config pa set depend nosuch", 'Jail not found "nosuch"')
+    assert ok(host, "bastille config pa set depend pb").strip() == "depend:  -> pb"
+    ok(host, "bastille start pa && bastille start pb")
+    _rc, _out, err = sh(host, "bastille stop pb")
+    # stop.sh: pa names pb in its settings.conf, so pa stops first
+    assert err.index("[pa]:") < err.index("[pb]:")
+    assert state_of(host, "pa") == state_of(host, "pb") == "Down"
+    _rc, _out, err = sh(host, "bastille start pa")
+    assert err.index("[pb]:") < err.index("[pa]:") and state_of(host, "pb") == "Up"
+    # config.sh 1.4.4 checks "get|remove take one word" before it looks at depend,
+    # so a dependency cannot be removed this way
+    refused(host, "bastille config pa remove depend pb", "[ERROR]: Too many parameters for [get|remove] operation.")

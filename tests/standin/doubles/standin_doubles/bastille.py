@@ -672,11 +672,12 @@ def start_jails(conf, names, boot_only):
         start_one(conf, name)
 
 
-def stop_jails(conf, names):
+def stop_jails(conf, names, stopping=()):
     for name in names:
-        # stop.sh: jails whose settings.conf names this one (grep -w) stop first
+        # stop.sh: jails whose settings.conf names this one (grep -w) stop first;
+        # a jail already on the way down is not asked again (stop.sh would loop)
         for other in all_jails(conf):
-            if other == name:
+            if other == name or other in stopping:
                 continue
             try:
                 with open(jail_paths(conf, other)["settings"], encoding="utf-8") as fh:
@@ -684,7 +685,7 @@ def stop_jails(conf, names):
             except FileNotFoundError:
                 continue
             if re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", text):
-                stop_jails(conf, [other])
+                stop_jails(conf, [other], stopping=(*stopping, name))
         stop_one(conf, name)
 
 
