@@ -238,3 +238,23 @@ def test_backup_schedule_role_installs_cron_and_the_host_command(stand_in, tmp_p
     # idempotent
     result = stand_in(playbook)
     assert result.returncode == 0 and "changed=0" in result.stdout, result.stdout
+
+
+def test_backup_playbook_replaces_a_damaged_archive_and_fails(stand_in):
+    tmp = stand_in.tmp
+    result = stand_in("playbooks/backup.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    archive = pathlib.Path(backup.good_archives(str(tmp / "backups" / "atlas"), "atlas")[0]["path"])
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    archive.write_bytes(bytes(data))
+
+    result = stand_in("playbooks/backup.yml")
+
+    assert result.returncode != 0, "a damaged archive fails the play"
+    assert "DAMAGED: atlas" in result.stdout
+    assert (tmp / "backups" / "atlas" / "damaged" / archive.name).read_bytes() == bytes(data)
+    [new] = backup.good_archives(str(tmp / "backups" / "atlas"), "atlas")
+    backup.verify_archive(new["path"])
+    copy = tmp / "offsite" / HOST / "atlas" / new["name"]
+    assert backup.sha256_file(str(copy)) == new["manifest"]["archive_sha256"], "the new archive was copied off"
