@@ -45,9 +45,23 @@ BOOT_FILES = (("rc", 0o644), ("rc.shutdown", 0o644), ("network.subr", 0o644))
 _RESET = r"""
 import json, os, sys
 sys.path.insert(0, "/usr/libexec/standin")
-from standin_doubles import common
+from standin_doubles import common, jails
 ext_if = sys.argv[1]
 report = {"interfaces_removed": [], "jails_stopped": [], "addresses_removed": {}}
+with common.kernel() as k:
+    running = {n: j for n, j in k["jails"].items() if j.get("running")}
+# the kernel ends every jail at reboot: their processes are gone already, so
+# no exec.stop runs; their mounts go (jails.py: what "jail -r" does after it)
+end = getattr(jails, "_kill_and_unmount", None)
+for name, j in sorted(running.items()):
+    try:
+        if end:
+            end(j["path"], name)
+        else:
+            jails.unmount_jail(j["path"])
+    except Exception as exc:  # report, the reboot goes on as the kernel's would
+        report.setdefault("errors", []).append(f"{name}: {exc}")
+    report["jails_stopped"].append(name)
 with common.kernel(write=True) as k:
     fresh = common.default_kernel()
     for name in sorted(k["ifaces"]):
@@ -65,14 +79,6 @@ with common.kernel(write=True) as k:
             report["addresses_removed"][name] = dropped
         i["inet"] = keep
         i["members"], i["private"] = [], []
-    for name, j in sorted(k["jails"].items()):
-        if j.get("running"):
-            try:
-                from standin_doubles.jails import unmount_jail
-                unmount_jail(j["path"])
-            except Exception as exc:  # report, the reboot goes on as the kernel's would
-                report.setdefault("errors", []).append(f"{name}: {exc}")
-            report["jails_stopped"].append(name)
     k["jails"] = {}
     k["next_jid"] = fresh.get("next_jid", 1)
     k["routes"] = fresh["routes"]

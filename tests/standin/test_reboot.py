@@ -145,3 +145,52 @@ def test_reboot_with_a_broken_pf_conf_enables_pf_without_rules(host):
 def test_reboot_of_a_stand_in_that_is_not_up_is_refused():
     with pytest.raises(H.StandinError, match="is not up"):
         standin_boot.reboot("pytest-boot-absent-" + uuid.uuid4().hex[:8])
+
+
+JAIL_SVC = """\
+#!/bin/sh
+# PROVIDE: jsvc
+# REQUIRE: DAEMON
+. /etc/rc.subr
+name=jsvc
+rcvar=jsvc_enable
+load_rc_config $name
+: ${jsvc_enable:=NO}
+pidfile=/var/run/jsvc.pid
+procname=/usr/sbin/daemon
+command=/usr/sbin/daemon
+command_args="-f -P $pidfile sleep 7103"
+run_rc_command "$1"
+"""
+
+
+def test_state_shows_jail_services_postgresql_and_a_reboot_stops_the_jail(host):
+    ok(host, "env ASSUME_ALWAYS_YES=yes pkg install -y bastille >/dev/null && bastille bootstrap 14.3-RELEASE "
+             ">/dev/null && bastille create -B -T -g 192.168.72.1 dbj 14.3-RELEASE 192.168.72.5/24 warden0 "
+             ">/dev/null 2>&1 && bastille config dbj set sysvshm new >/dev/null && bastille restart dbj "
+             ">/dev/null 2>&1 && bastille pkg dbj bootstrap -y >/dev/null && bastille pkg dbj install -y "
+             "postgresql17-server >/dev/null")
+    ok(host, f"jexec dbj /bin/sh -c 'cat > /usr/local/etc/rc.d/jsvc && chmod 555 /usr/local/etc/rc.d/jsvc' "
+             f"<<'EOF'\n{JAIL_SVC}EOF")
+    ok(host, "bastille sysrc dbj jsvc_enable=YES postgresql_enable=YES >/dev/null && "
+             "jexec dbj service jsvc start >/dev/null && bastille service dbj postgresql initdb >/dev/null 2>&1 && "
+             "bastille service dbj postgresql start >/dev/null 2>&1")
+    ok(host, "jexec -U postgres dbj /usr/local/bin/psql -X -q -d postgres -c 'CREATE ROLE agent1 LOGIN' "
+             "-c 'CREATE DATABASE agent1 OWNER agent1'")
+    state = H.state(host)
+    jail = state["jails"]["dbj"]
+    assert jail["services"]["jsvc"]["enabled"] and jail["services"]["jsvc"]["running"]
+    assert jail["services"]["postgresql"]["enabled"]
+    assert "agent1" in jail["postgresql"]["roles"] and "postgres" in jail["postgresql"]["roles"]
+    assert "agent1" in jail["postgresql"]["databases"] and "template0" not in jail["postgresql"]["databases"]
+    sleeper = [p for p in state["processes"] if "sleep 7103" in " ".join(p["cmdline"])]
+    assert sleeper and sleeper[0]["jail"] == "dbj" and sleeper[0]["user"] == "root"
+    assert any(p["jail"] == "dbj" and p["user"] == "postgres" for p in state["processes"])
+    # a host jail without a server: postgresql is null
+    assert all(j["postgresql"] is None for n, j in state["jails"].items() if n != "dbj")
+    # bastille_enable is NO: after the reboot the jail stays down and its processes are gone
+    report = standin_boot.reboot(host)
+    assert "dbj" in report["cleared"]["jails_stopped"]
+    state = H.state(host)
+    assert state["jails"]["dbj"]["state"] == "Down" and state["jails"]["dbj"]["services"] == {}
+    assert not running(host, "sleep 7103")
