@@ -1531,6 +1531,8 @@ def rebuild_manifest(path, agent, agent_entry=None, host=None, reason="", now=No
                 files.append({"mode": mode, "mtime": mtime, "path": name, "type": "d"})
             elif head in SECTIONS and info.issym():
                 files.append({"mode": mode, "mtime": mtime, "path": name, "target": info.linkname, "type": "l"})
+            elif head in SECTIONS and info.islnk():  # a hard link to an earlier member
+                files.append({"mode": mode, "mtime": mtime, "path": name, "target": info.linkname, "type": "h"})
             elif info.isreg() and (head in SECTIONS or (head == "dbs" and rest.endswith(".dump")) or head == "env"):
                 digest, content, start = hashlib.sha256(), hashlib.sha256(), b""
                 source = tar.extractfile(info)

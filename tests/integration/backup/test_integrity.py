@@ -368,9 +368,12 @@ def test_an_archive_without_manifest_is_rebuilt_not_deleted(make_fleet, postgres
         psql(postgres, f"DROP DATABASE IF EXISTS {name}")
         psql(postgres, f"CREATE DATABASE {name}")
     psql(postgres, "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g", db=db["databases"]["ops"])
-    populate(fleet.paths("atlas")["workspace"], fleet.paths("atlas")["state"])
+    ws = fleet.paths("atlas")["workspace"]
+    populate(ws, fleet.paths("atlas")["state"])
+    os.link(ws / "AGENTS.md", ws / "AGENTS-hardlink.md")
     archive = backup.backup_fleet(fleet.plan, now=at(0))["created"][0]
     original = json.loads(pathlib.Path(archive + ".manifest.json").read_text())
+    assert [f["path"] for f in original["files"] if f["type"] == "h"] == ["workspace/AGENTS.md"]
     os.unlink(archive + ".manifest.json")
 
     res = backup.backup_fleet(fleet.plan, now=at(1))
