@@ -821,7 +821,18 @@ def zfs_dataset(path):
     for line in out.splitlines():
         fields = line.split("\t")
         if len(fields) == 2 and fields[1] == real:
-            return fields[0]
+            # path itself must be that mountpoint (which cannot be renamed), not
+            # a symlink the agent put in place of its workspace pointing to
+            # another dataset, whose snapshot would then be archived
+            try:
+                fd = open_dir(path)
+            except (OSError, BackupError):
+                return None
+            try:
+                here, mounted = os.fstat(fd), os.stat(real)
+            finally:
+                os.close(fd)
+            return fields[0] if os.path.samestat(here, mounted) else None
     return None
 
 

@@ -520,3 +520,31 @@ def test_an_unprivileged_agent_racing_backups_and_restores(make_fleet, monkeypat
     assert victim.stat().st_uid == 0 and secret.stat().st_uid == 0
     assert (secret / "2025-01-01.md").stat().st_uid == 0
     assert not [p for p in home.parent.iterdir() if p.name.startswith(".warden-restore-")], outcomes
+
+
+def test_a_workspace_swapped_for_a_link_to_another_dataset_is_not_snapshotted(make_fleet, monkeypatch, tmp_path):
+    """With ZFS, a link to another dataset's mountpoint put in place of the
+    workspace just before the snapshot must not get that dataset archived."""
+    fleet = make_fleet("atlas")
+    ws, st = fleet.paths("atlas")["workspace"], fleet.paths("atlas")["state"]
+    populate(ws, st)
+    agent_owned(fleet, "atlas", monkeypatch)
+    other = tmp_path / "other-dataset"
+    root_only_dir(other, {"shadow": "root-only secret line\n"})
+    datasets = fleet.tmp / "zfs.txt"
+    datasets.write_text(f"zroot/warden/atlas/state\t{st}\nzroot/other\t{other}\n")
+    monkeypatch.setenv("WARDEN_TEST_ZFS", str(datasets))
+    real_source = backup.Snapshots.source
+
+    def swap_then_snapshot(self, path):
+        if path == str(ws) and not ws.is_symlink():
+            os.rename(ws, ws.parent / "workspace.away")
+            os.symlink(other, ws)
+        return real_source(self, path)
+
+    monkeypatch.setattr(backup.Snapshots, "source", swap_then_snapshot)
+    res = backup.backup_fleet(fleet.plan, now=at(0))["agents"]["atlas"]
+    assert "zfs snapshot zroot/other@warden-backup-20250101T031700Z" not in fleet.calls_made("zfs")
+    assert b"root-only secret" not in archived_bytes(fleet.paths("atlas")["backup_dir"])
+    assert res["status"] == "failed" and "workspace" in res["msg"], res
+    assert not (st / ".zfs").exists(), "the state's snapshot was destroyed"
