@@ -3234,9 +3234,13 @@ def _swap_in(place, live, section, stamp):
     parent_fd, name = place["parent_fd"], place["name"]
     prev_name = _free_name(parent_fd, f"{name}.prev-{stamp}")
     prev = None
-    if _lexists_at(parent_fd, name):
+    try:
         os.rename(name, prev_name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
         prev = os.path.join(os.path.dirname(live), prev_name)
+    except FileNotFoundError:
+        pass  # there was none (or something else just moved it away)
+    except OSError as exc:
+        raise BackupError(f"cannot move {live} aside to {prev_name}: {exc.strerror}") from None
     try:
         os.rename(section, name, src_dir_fd=place["priv_fd"], dst_dir_fd=parent_fd)
     except OSError as exc:
@@ -3261,9 +3265,16 @@ def _swap_contents(place, live, section, stamp):
         staged_fd = open_dir(section, place["priv_fd"])
         for name in os.listdir(live_fd):
             if name not in (prev_name, place["private"]) and not name.startswith(".warden-prev-"):
-                os.rename(name, name, src_dir_fd=live_fd, dst_dir_fd=prev_fd)
+                with contextlib.suppress(FileNotFoundError):  # removed meanwhile
+                    os.rename(name, name, src_dir_fd=live_fd, dst_dir_fd=prev_fd)
         for name in os.listdir(staged_fd):
-            os.rename(name, name, src_dir_fd=staged_fd, dst_dir_fd=live_fd)
+            try:
+                os.rename(name, name, src_dir_fd=staged_fd, dst_dir_fd=live_fd)
+            except OSError as exc:
+                raise BackupError(
+                    f"cannot move the restored {name} into {live}: {exc.strerror} (something created it during "
+                    f"the swap); the previous content is in {os.path.join(live, prev_name)}"
+                ) from None
         os.fchmod(live_fd, stat.S_IMODE(os.fstat(staged_fd).st_mode))
         os.fsync(live_fd)
     finally:
