@@ -176,3 +176,12 @@ def test_listing_in_attach_order(host):
     assert names[:2] == ["vtnet0", "lo0"]
     assert names.index("warden0") < names.index("gd0")
     assert ok(host, "ifconfig -a").startswith("vtnet0: flags=8843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST>")
+
+
+def test_pflog_is_a_cloner(host):
+    refused(host, "ifconfig pflog0", "ifconfig: interface pflog0 does not exist")
+    ok(host, "ifconfig pflog0 create && ifconfig pflog0 up")
+    assert ok(host, "ifconfig pflog0") == "pflog0: flags=41<UP,RUNNING> metric 0 mtu 33160\n\tgroups: pflog\n"
+    refused(host, "ifconfig pflog0 create", "ifconfig: SIOCIFCREATE2 (pflog0): File exists")
+    refused(host, "ifconfig warden0 addm pflog0", "BRDGADD pflog0: Invalid argument")
+    ok(host, "ifconfig pflog0 destroy")

@@ -4,7 +4,7 @@ ifconfig forms (after FreeBSD sbin/ifconfig/ifconfig.c, ifclone.c, ifbridge.c,
 ifgroup.c, af_inet.c and the kernel's sys/net/if.c, if_clone.c, if_bridge.c,
 netinet/in.c):
   ifconfig [-a] | -l | -g GROUP | IF       status in attach (if_index) order
-  ifconfig DRIVER[N] create [WORDS...]      cloners: bridge, epair, lo, tap; prints
+  ifconfig DRIVER[N] create [WORDS...]      cloners: bridge, epair, lo, tap, pflog; prints
                                             the new name (or the final one after "name")
   ifconfig IF WORDS...                      WORDS, applied left to right:
       [inet] A[/len] [netmask M] [alias|add|-alias|delete]   (address deferred to the end)
@@ -51,7 +51,7 @@ READ_ONLY = {"security.jail.jailed", "kern.ostype", "kern.osrelease", "hw.ncpu",
 # Interface drivers the stand-in knows, as if_clone(9) cloners: kind and the
 # group if_clone attaches to every interface it creates (sys/net/if_clone.c
 # if_clone_createif(): if_addgroup(ifp, ifc->ifc_name)).
-CLONERS = {"bridge": "bridge", "epair": "epair", "lo": "loopback", "tap": "tap"}
+CLONERS = {"bridge": "bridge", "epair": "epair", "lo": "loopback", "tap": "tap", "pflog": "pflog"}
 # if_bridge(4) accepts Ethernet-like members only (sys/net/if_bridge.c
 # bridge_ioctl_add(): IFT_ETHER, IFT_L2VLAN, IFT_GIF, else EINVAL).
 BRIDGEABLE = ("ether", "epair", "tap")
@@ -70,7 +70,7 @@ def new_iface(name, kind, groups=None, cloned=False, unit=None):
     n = sum(ord(c) for c in name)
     return {"kind": kind, "cloned": cloned, "unit": unit or name, "up": False, "mtu": 1500, "inet": [],
             "members": [], "private": [], "description": "",
-            "groups": groups if groups is not None else ([kind] if kind in ("bridge", "epair", "tap") else []),
+            "groups": groups if groups is not None else ([kind] if kind in ("bridge", "epair", "tap", "pflog") else []),
             "ether": f"58:9c:fc:{n % 256:02x}:{(n * 7) % 256:02x}:{len(name):02x}"}
 
 
@@ -87,6 +87,15 @@ def by_index(ifaces):
 
 def _fmt_iface(name, i, ifaces):
     flags = ["UP"] if i["up"] else []
+    if i["kind"] == "pflog":
+        # if_pflog.c: no link address, no inet6; RUNNING follows UP
+        code = 41 if i["up"] else 0
+        flags += ["RUNNING"] if i["up"] else []
+        lines = [f"{name}: flags={code}<{','.join(flags)}> metric 0 mtu {i['mtu']}"]
+        if i["description"]:
+            lines.append("\tdescription: {}".format(i["description"]))
+        lines.append("\tgroups: {}".format(" ".join(i["groups"])))
+        return "\n".join(lines)
     if i["kind"] == "loopback":
         flags += ["LOOPBACK", "RUNNING", "MULTICAST"]
         code = 8049 if i["up"] else 8008
@@ -175,6 +184,8 @@ def _clone_create(k, name):
             i["pair"] = pair
         if kind == "loopback":
             i["mtu"] = 16384
+        if kind == "pflog":
+            i["mtu"] = 33160  # sys/netpfil/pf/if_pflog.c: PFLOGMTU (32768 + MHLEN + MLEN)
         ifaces[ifname] = i
 
     if driver == "epair":
