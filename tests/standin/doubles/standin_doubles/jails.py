@@ -28,10 +28,6 @@ jls forms (after FreeBSD usr.sbin/jls/jls.c and jls(8), 14.x):
 jexec forms (after FreeBSD usr.sbin/jexec/jexec.c):
   jexec [-l] [-u user | -U user] jail [command ...]
   unknown jail: "jexec: jail "NAME" not found", exit 1
-rcorder_main (after FreeBSD sbin/rcorder/rcorder.c and rcorder(8)): the
-ordering the jails' minimal /etc/rc and /etc/rc.shutdown fall back to where
-the stand-in has no rcorder double:
-  rcorder [-k keyword] [-s keyword] file ...
 """
 
 import contextlib
@@ -42,7 +38,6 @@ import pwd
 import re
 import signal
 import subprocess
-import sys
 import time
 
 from . import netns
@@ -51,7 +46,6 @@ from .common import Exit, atomic_write, default_kernel, err, getopt_strict, kern
 USR_DIRS = ("bin", "sbin", "lib", "lib64", "libexec", "share")
 JLS_PARAMS = ("jid", "name", "path", "host.hostname", "ip4.addr", "vnet", "osrelease", "dying")
 VIEWS = "/.standin/jails"
-HERE = os.path.dirname(os.path.abspath(__file__))
 # jail(8) "stop.timeout": seconds between SIGTERM and the jail's removal (default 10)
 STOP_TIMEOUT = 10
 # defaults/rc.conf rcshutdown_timeout: the longest rc.shutdown may run
@@ -197,21 +191,14 @@ def _install_base_files(root):
     /etc/hosts (localhost, which PostgreSQL's default listen_addresses names)
     and /etc/nsswitch.conf ("hosts: files dns", so localhost resolves without
     a name server).  A jail gets the stand-in host's own files (the release's,
-    as Bastille's bootstrap gives it rc.subr), the rc files falling back to the
-    minimal ones of this package (jail_rc.sh, jail_rc_shutdown.sh); files the
-    jail already has are kept."""
-    for src, dst in (("jail_rc.sh", "/etc/rc"), ("jail_rc_shutdown.sh", "/etc/rc.shutdown"),
-                     (None, "/etc/hosts"), (None, "/etc/nsswitch.conf")):
-        path = os.path.join(root, dst.lstrip("/"))
-        if os.path.lexists(path) or (src is None and not os.path.isfile(dst)):
+    as Bastille's bootstrap gives it rc.subr); files the jail already has are
+    kept."""
+    for path in ("/etc/rc", "/etc/rc.shutdown", "/etc/hosts", "/etc/nsswitch.conf"):
+        target = os.path.join(root, path.lstrip("/"))
+        if os.path.lexists(target) or not os.path.isfile(path):
             continue
-        if os.path.isfile(dst):
-            with open(dst, encoding="utf-8") as fh:
-                text = fh.read()
-        else:
-            with open(os.path.join(HERE, src), encoding="utf-8") as fh:
-                text = fh.read().replace("@PYTHON@", sys.executable)
-        atomic_write(path, text, 0o644)
+        with open(path, encoding="utf-8") as fh:
+            atomic_write(target, fh.read(), 0o644)
 
 
 # ------------------------------------------------------------------ start and stop
@@ -511,81 +498,3 @@ def jls_main(args):
         else:
             out(" ".join(_param(j, name, p) for p in rest))
     return 0
-
-
-# ------------------------------------------------------------------ rcorder(8)
-
-def _rc_headers(path):
-    """PROVIDE/REQUIRE/BEFORE/KEYWORD words of an rc.d script (rcorder.c crunch_file):
-    read from the leading comment block, up to the first line that is not a comment."""
-    heads = {"PROVIDE": [], "REQUIRE": [], "BEFORE": [], "KEYWORD": []}
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if line.strip() and not line.startswith("#"):
-                break
-            m = re.match(r"^#\s*(PROVIDE|REQUIRE|REQUIRES|BEFORE|KEYWORD|KEYWORDS):(.*)$", line)
-            if m:
-                key = {"REQUIRES": "REQUIRE", "KEYWORDS": "KEYWORD"}.get(m.group(1), m.group(1))
-                heads[key] += m.group(2).split()
-    return heads
-
-
-def rcorder_main(args):
-    """rcorder [-k keep] [-s skip] file ...: the files in dependency order.
-
-    After sbin/rcorder/rcorder.c: a file comes after the providers of its
-    REQUIRE words and before the providers of its BEFORE words; among
-    independent files the order of the command line is kept (a depth-first
-    walk over the arguments); -k keeps only files with one of the keywords,
-    -s drops files with one, after ordering (skipped files still order the
-    rest).  Diagnostics as rcorder's: "requirement `X' in file `F' has no
-    providers." and "Circular dependency on provision `X' in file `F'."
-    """
-    opts, files = getopt_strict("rcorder", args, "k:s:")
-    if not files:
-        not_implemented("rcorder", args)
-    keep = [v for f, v in opts if f == "-k"]
-    skip = [v for f, v in opts if f == "-s"]
-    heads = {}
-    for f in files:
-        if not os.path.isfile(f):
-            err(f"rcorder: could not open {f}: No such file or directory")
-            continue
-        heads[f] = _rc_headers(f)
-    providers = {}
-    for f, h in heads.items():
-        for word in h["PROVIDE"]:
-            providers.setdefault(word, []).append(f)
-    requires = {f: [] for f in heads}
-    for f, h in heads.items():
-        for word in h["REQUIRE"]:
-            if word not in providers:
-                err(f"rcorder: requirement `{word}' in file `{f}' has no providers.")
-            requires[f] += [(word, p) for p in providers.get(word, [])]
-        for word in h["BEFORE"]:
-            for p in providers.get(word, []):
-                requires[p].append((word, f))
-    order, state = [], {}
-
-    def visit(f):
-        state[f] = "visiting"
-        for word, dep in requires[f]:
-            if state.get(dep) == "visiting":
-                err(f"rcorder: Circular dependency on provision `{word}' in file `{dep}'.")
-            elif dep not in state:
-                visit(dep)
-        state[f] = "done"
-        order.append(f)
-
-    for f in heads:
-        if f not in state:
-            visit(f)
-    for f in order:
-        words = heads[f]["KEYWORD"]
-        if keep and not any(w in words for w in keep):
-            continue
-        if any(w in words for w in skip):
-            continue
-        out(f)
-    return 0
-
