@@ -238,6 +238,15 @@ def test_daemon_refuses_bad_values(host, args, code, message):
     assert rc == code and message in err
 
 
+def test_daemon_reports_an_unknown_user_after_detaching(host):
+    # daemon(3) detaches first: the caller gets 0, the child says why it failed
+    rc, _out, err = sh(host, "daemon -u nosuchuser true")
+    assert rc == 0 and "daemon: unknown user: nosuchuser" in err
+    rc, _out, err = sh(host, "daemon -u nobody /bin/sh -c 'id -un > /tmp/daemon-user.out'")
+    assert rc == 0 and err == ""
+    assert wait_for(lambda: read(host, "/tmp/daemon-user.out").strip() == "nobody")
+
+
 def test_daemon_restarts_after_the_delay_and_child_pidfile_lock(host):
     ok(host, "daemon -f -R 1 -P /var/run/rst.pid -p /var/run/rst.child.pid sh -c 'echo x >> /tmp/rst.count'")
     assert wait_for(lambda: read(host, "/tmp/rst.count").count("x") >= 2, seconds=6)
