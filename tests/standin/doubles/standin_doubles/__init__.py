@@ -100,10 +100,10 @@ def freebsd_version_main(args):
 
 
 def _table():
-    from . import bastille, jails, pfctl, pkgpw, procs, rcnet, rcorder, service, su, sysrc
+    from . import bastille, jails, net, pfctl, pkgpw, procs, rcnet, rcorder, service, su, sysrc
     return {
-        # rcnet adds the route/sysctl/ifconfig forms of the rc.d scripts, then hands over to net.py
-        "sysrc": sysrc.main, "service": service.main, "ifconfig": rcnet.ifconfig_main,
+        # rcnet adds the route/sysctl forms of the rc.d scripts, then hands over to net.py
+        "sysrc": sysrc.main, "service": service.main, "ifconfig": net.ifconfig_main,
         "sysctl": rcnet.sysctl_main, "route": rcnet.route_main, "pfctl": pfctl.main, "rcorder": rcorder.main,
         "jls": jails.jls_main, "jexec": jails.jexec_main, "pkg": pkgpw.pkg_main,
         "pw": pkgpw.pw_main, "chpass": pkgpw.chpass_main, "daemon": procs.daemon_main,

@@ -1,4 +1,4 @@
-"""Forms of route(8), sysctl(8) and ifconfig(8) that FreeBSD's rc.d scripts use.
+"""Forms of route(8) and sysctl(8) that FreeBSD's rc.d scripts use.
 
 net.py models the interactive forms; this module adds the ones the boot
 scripts need and hands everything else to net.py unchanged:
@@ -22,21 +22,16 @@ sysctl (after FreeBSD sbin/sysctl/sysctl.c parsefile()):
   - FILE has "name=value" lines, "#" comments and blank lines; each line is
     set as on the command line; an unknown name is "sysctl: unknown oid
     'NAME' at line N" (exit 1) unless -i, which ignores unknown names.
-ifconfig (after FreeBSD sys/net/if_pflog.c: the pflog cloner):
-  ifconfig pflogN create   (rc.d/pflog); everything else goes to net.py.
+(ifconfig is net.py's alone: it has the pflog cloner rc.d/pflog needs.)
 """
 
 import contextlib
 import io
 import ipaddress
-import re
 import sys
 
 from . import net
 from .common import err, getopt_strict, kernel, not_implemented, out
-
-PFLOG = re.compile(r"^pflog[0-9]+$")
-
 
 # ------------------------------------------------------------------ route
 
@@ -190,22 +185,3 @@ def sysctl_main(args):
     if rest:
         status = net.sysctl_main(rest) or status
     return status
-
-
-# ------------------------------------------------------------------ ifconfig
-
-def ifconfig_main(args):
-    if len(args) == 2 and args[1] == "create" and PFLOG.match(args[0]):
-        with kernel(write=True) as k:
-            if args[0] in k["ifaces"]:
-                err(f"ifconfig: SIOCIFCREATE2 ({args[0]}): File exists")
-                return 1
-            try:
-                iface = net.new_iface(args[0], "pflog", groups=["pflog"], cloned=True)
-            except TypeError:
-                iface = net.new_iface(args[0], "pflog", groups=["pflog"])
-                iface["cloned"] = True
-            iface["mtu"] = 33160  # if_pflog.c: PFLOGMTU
-            k["ifaces"][args[0]] = iface
-        return 0
-    return net.ifconfig_main(args)
