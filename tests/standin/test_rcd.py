@@ -281,7 +281,8 @@ def test_rcorder_orders_by_require_and_before(host):
 
 def test_base_scripts_boot_order(host):
     order = [os.path.basename(x) for x in ok(host, "rcorder -s nostart /etc/rc.d/* 2>/dev/null").split()]
-    for before, after in (("sysctl", "netif"), ("netif", "routing"), ("pflog", "pf"), ("routing", "pf"),
+    for before, after in (("sysctl", "netif"), ("hostname", "netif"), ("netif", "routing"), ("pflog", "pf"),
+                          ("routing", "pf"),
                           ("netif", "NETWORKING"), ("LOGIN", "jail")):
         assert order.index(before) < order.index(after), (before, after, order)
 
@@ -386,6 +387,18 @@ def test_sysctl_conf_applied_with_unknown_names(host):
     rc, _out, err = sh(host, "sysctl -f /etc/sysctl.conf")
     assert rc == 1 and "sysctl: unknown oid 'no.such.oid' at line 4" in err
     ok(host, "rm /etc/sysctl.conf; sysctl net.link.bridge.pfil_member=1")
+
+
+def test_hostname_from_rc_conf(host):
+    before = ok(host, "hostname").strip()
+    ok(host, "sysrc hostname=renamed.standin.test >/dev/null")
+    assert ok(host, "service hostname start").strip() == "Setting hostname: renamed.standin.test."
+    assert ok(host, "hostname").strip() == "renamed.standin.test"
+    # refused: no hostname in rc.conf (rc.d/hostname's warning, the name stays)
+    _rc, _out, err = sh(host, "sysrc hostname='' >/dev/null; service hostname start")
+    assert "Hostname is not set -- see rc.conf(5)." in err
+    assert ok(host, "hostname").strip() == "renamed.standin.test"
+    ok(host, f"sysrc hostname={before} >/dev/null; service hostname start")
 
 
 def test_jail_script_says_what_it_does_not_do(host):
