@@ -550,7 +550,7 @@ def start_one(conf, name):
         # start.sh: a non-VNET jail's interface must exist
         ip4 = str(props.get("ip4.addr", ""))
         if "|" in ip4:
-            ifname = ip4.split("|")[0]
+            ifname = ip4.split("|", maxsplit=1)[0]
             with kernel() as k:
                 exists = ifname in k["ifaces"]
             if not exists:
@@ -599,7 +599,7 @@ def start_one(conf, name):
 
 def ip4_of(props):
     """ip4.addr without "IF|" and prefix, as jls(8) shows it."""
-    return str(props.get("ip4.addr", "")).split("|")[-1].split("/")[0]
+    return str(props.get("ip4.addr", "")).rsplit("|", maxsplit=1)[-1].split("/")[0]
 
 
 def stop_one(conf, name):
@@ -891,11 +891,10 @@ def cmd_list(conf, args):
         for n in all_jails(conf):
             out(n)
         return 0
-    if len(rest) > 1 or (rest and rest[0] in ("ip", "ips", "path", "paths", "rdr", "port", "ports", "state",
-                                             "status", "type", "jailtype", "release", "releases", "snap",
-                                             "snapshot", "snapshots", "template", "templates", "log", "logs",
-                                             "limit", "limits", "import", "imports", "export", "exports",
-                                             "backup", "backups")):
+    other_lists = ("ip", "ips", "path", "paths", "rdr", "port", "ports", "state", "status", "type", "jailtype",
+                   "release", "releases", "snap", "snapshot", "snapshots", "template", "templates", "log", "logs",
+                   "limit", "limits", "import", "imports", "export", "exports", "backup", "backups")
+    if len(rest) > 1 or (rest and rest[0] in other_lists):
         not_implemented("bastille", ["list"] + list(args))
     if not os.path.isdir(conf["bastille_jailsdir"]):
         error_exit("[ERROR]: No jails found.")
