@@ -253,6 +253,12 @@ def test_start_b_boots_jails_in_priority_order(host):
     assert state_of(host, "pc") == state_of(host, "web1") == "Down"
     ok(host, "bastille start web1")  # without -b the boot setting does not matter
     assert state_of(host, "web1") == "Up"
+    # rc.d/bastille's form: --boot --delay N (seconds after each jail); a delay
+    # that is not a whole number of seconds is outside the stand-in's subset
+    ok(host, "bastille stop pa && bastille start --boot --delay 0 pa")
+    assert state_of(host, "pa") == "Up"
+    rc, _out, err = sh(host, "bastille start --delay soon pa")
+    assert rc == 64 and "is not implemented" in err
 
 
 # ------------------------------------------------------------------ list

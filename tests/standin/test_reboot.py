@@ -194,3 +194,25 @@ def test_state_shows_jail_services_postgresql_and_a_reboot_stops_the_jail(host):
     state = H.state(host)
     assert state["jails"]["dbj"]["state"] == "Down" and state["jails"]["dbj"]["services"] == {}
     assert not running(host, "sleep 7103")
+
+
+def test_boot_jails_come_back_with_their_services_after_a_reboot(host):
+    # rc.d/bastille (1.4.4) at boot: "bastille start --boot --delay N JAIL" by priority;
+    # the jail's own /etc/rc then starts what its rc.conf enables
+    ok(host, "sysrc bastille_enable=YES >/dev/null && bastille start dbj >/dev/null 2>&1 && "
+             "jexec dbj /bin/sh -c \"echo listen_addresses = \\\\'192.168.72.5\\\\' "
+             ">> /var/db/postgres/data17/postgresql.conf"
+             " && echo 'host all agent1 192.168.72.0/24 trust' >> /var/db/postgres/data17/pg_hba.conf\" && "
+             "env ASSUME_ALWAYS_YES=yes pkg install -y postgresql17-client >/dev/null")
+    report = standin_boot.reboot(host)
+    assert report["boot"]["rc"] == 0, report
+    state = H.state(host)
+    assert state["jails"]["dbj"]["state"] == "Up"
+    assert state["jails"]["dbj"]["services"]["jsvc"]["running"]
+    assert running(host, "sleep 7103")
+    assert ok(host, "/usr/local/bin/psql -X -At -h 192.168.72.5 -U agent1 -d agent1 -c 'SELECT 1'").strip() == "1"
+    # a jail whose boot setting is off stays down after the next reboot
+    ok(host, "bastille config dbj set boot off >/dev/null")
+    standin_boot.reboot(host)
+    assert H.state(host)["jails"]["dbj"]["state"] == "Down"
+    assert not running(host, "sleep 7103")

@@ -28,6 +28,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 
 from . import jails as J
 from . import net, rcconf
@@ -637,8 +638,13 @@ def by_priority(conf, names, reverse=False):
 
 
 def _startstop_options(verb, args):
-    """start.sh / stop.sh / restart.sh option loops (1.4.4)."""
-    flags, rest = set(), list(args)
+    """start.sh / stop.sh / restart.sh option loops (1.4.4).
+
+    Returns (flags, target, delay): start and restart take "-d|--delay VALUE",
+    the seconds to wait after starting each jail (docs/chapters/subcommands/
+    start.rst; rc.d/bastille passes $bastille_startup_delay with it).
+    """
+    flags, rest, delay = set(), list(args), 0
     allowed = {"start": "b", "stop": "f", "restart": "bi"}[verb]
     long_names = {"--boot": "b", "--force": "f", "--ignore": "i"}
     while rest and rest[0].startswith("-"):
@@ -646,10 +652,16 @@ def _startstop_options(verb, args):
         if a in long_names and long_names[a] in allowed:
             flags.add(long_names[a])
             continue
+        if a in ("-d", "--delay") and verb in ("start", "restart"):
+            if not rest or not rest[0].isdigit():
+                # start.sh hands VALUE to sleep(1); only whole seconds are modelled
+                not_implemented("bastille", [verb] + list(args))
+            delay = int(rest.pop(0))
+            continue
         if a in ("-h", "--help"):
             usage(f"Usage: bastille {verb} [option(s)] TARGET")
         if a.startswith("--") or any(ch in "vxd" for ch in a[1:]):
-            # verbose jail(8), debug and delays: not modelled
+            # verbose jail(8), debug, and -d bundled with other letters: not modelled
             not_implemented("bastille", [verb] + list(args))
         for ch in a[1:]:
             if ch not in allowed:
@@ -657,10 +669,10 @@ def _startstop_options(verb, args):
             flags.add(ch)
     if len(rest) != 1:
         usage(f"Usage: bastille {verb} [option(s)] TARGET")
-    return flags, rest[0]
+    return flags, rest[0], delay
 
 
-def start_jails(conf, names, boot_only):
+def start_jails(conf, names, boot_only, delay=0):
     for name in names:
         # start.sh: with -b, a jail whose settings say boot=off is skipped
         if boot_only and _settings(conf, name, "boot") == "off":
@@ -670,6 +682,8 @@ def start_jails(conf, names, boot_only):
             if dep in all_jails(conf):
                 start_one(conf, dep)
         start_one(conf, name)
+        if delay:
+            time.sleep(delay)
 
 
 def stop_jails(conf, names, stopping=()):
@@ -690,10 +704,10 @@ def stop_jails(conf, names, stopping=()):
 
 
 def cmd_startstop(conf, verb, args):
-    flags, target = _startstop_options(verb, args)
+    flags, target, delay = _startstop_options(verb, args)
     names = resolve(conf, target)
     if verb == "start":
-        start_jails(conf, by_priority(conf, names), "b" in flags)
+        start_jails(conf, by_priority(conf, names), "b" in flags, delay)
     elif verb == "stop":
         stop_jails(conf, by_priority(conf, names, reverse=True))
     else:
@@ -706,7 +720,7 @@ def cmd_startstop(conf, verb, args):
                     err("Jail is stopped.")
                 continue
             stop_jails(conf, [name])
-            start_jails(conf, [name], "b" in flags)
+            start_jails(conf, [name], "b" in flags, delay)
     return 0
 
 
