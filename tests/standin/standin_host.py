@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DOUBLES = os.path.join(HERE, "doubles")
 sys.path.insert(0, DOUBLES)
 
-from standin_doubles import layout, netns, rcconf  # noqa: E402
+from standin_doubles import layout, netns, pfctl, rcconf  # noqa: E402
 
 LABEL = "stand-in FreeBSD host (a Linux chroot with command doubles, not FreeBSD)"
 PY_SITE = "/usr/lib/python3.11"
@@ -546,8 +546,8 @@ def state(name):
     result["warden0"] = result["interfaces"].get("warden0")
     result["default_route"] = k["routes"].get("default")
     result["sysctl"] = k["sysctl"]
-    # enabled, main options, per anchor: rules as pfctl prints them, tables, referenced from main
-    result["pf"] = __import__("standin_doubles.pfctl", fromlist=["summary"]).summary(k["pf"])
+    # enabled, main options, per anchor: scrub, nat, rdr and rules as pfctl prints them, tables, referenced
+    result["pf"] = pfctl.summary(k["pf"])
     result["rc_conf"] = rcconf.read_all(r("/etc/rc.conf"))
     # services: every rc.d script, enabled (rc.subr "enabled") and pid (onestatus)
     services = {}
