@@ -134,7 +134,8 @@ def plan_rc_conf(name, current, runtime_names, desired, absent):
     ifconfig_NAME_aliases and ifconfig_bridgeN_name of every cloned bridge). The clone keeps the
     unit rc.conf already renames to ``name``; otherwise it is the lowest bridgeN that neither rc.conf
     clones nor the kernel has, so an operator's bridge0 is never renamed at boot. Aliases that are
-    neither desired nor listed in ``absent`` stay (they may be the operator's), in their order.
+    neither desired nor listed in ``absent`` stay (they may be the operator's, or an agent this run's
+    inventory does not list); all are rendered in numerical order, so the value is the same every run.
     """
     cloned = [c.split(":")[0] for c in current.get("cloned_interfaces", "").split()]
     clone = next((c for c in cloned if _BRIDGE_UNIT.match(c) and current.get(f"ifconfig_{c}_name") == name), None)
@@ -155,7 +156,8 @@ def plan_rc_conf(name, current, runtime_names, desired, absent):
     mine = {normalise(a) for a in desired}
     gone = {normalise(a).ip for a in absent}
     kept = [a for a in inet if _keep(a, mine, gone)]
-    aliases = " ".join(other + [aliases_value(kept + ordered(desired))]).strip()
+    other += [f"inet {a}" for a in kept if not _valid(a)]
+    aliases = " ".join(other + [aliases_value(ordered([a for a in kept if _valid(a)] + desired))]).strip()
 
     return clone, {
         f"ifconfig_{clone}_name": name,
@@ -170,6 +172,14 @@ def _keep(address, mine, gone):
     except ValueError:
         return True
     return iface not in mine and iface.ip not in gone
+
+
+def _valid(address):
+    try:
+        ipaddress.IPv4Interface(address)
+    except ValueError:
+        return False
+    return True
 
 
 def absent_ip(address):

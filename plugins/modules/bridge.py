@@ -111,8 +111,8 @@ rc_conf:
   description:
     - The rc.conf variables (name to value) that bring the bridge back at boot, to set with
       M(community.general.sysrc); C(cloned_interfaces) is not among them (add RV(clone) to it).
-    - C(ifconfig_NAME_aliases) lists the desired addresses in numerical order after the aliases it already
-      held that are neither desired nor absent.
+    - C(ifconfig_NAME_aliases) lists the desired addresses and those it already held that are neither desired
+      nor absent, in numerical order.
   returned: always
   type: dict
   sample:

@@ -82,8 +82,8 @@ def test_rc_plan_keeps_its_unit_and_orders_aliases_numerically():
     clone, rc = plan_rc_conf("warden0", current, [], desired, ["10.0.9.1"])
     assert clone == "bridge3"
     assert rc["ifconfig_warden0"] == "inet 172.16.0.1/24 up"
-    # the operator's 10.9.9.9/32 stays first; the absent agent's 10.0.9.1 goes; ours follow in numerical order
-    assert rc["ifconfig_warden0_aliases"] == "inet 10.9.9.9/32 inet 10.0.1.1/24 inet 10.0.2.1/24 inet 192.168.72.1/24"
+    # the operator's 10.9.9.9/32 stays; the absent agent's 10.0.9.1 goes; all in numerical order
+    assert rc["ifconfig_warden0_aliases"] == "inet 10.0.1.1/24 inet 10.0.2.1/24 inet 10.9.9.9/32 inet 192.168.72.1/24"
 
 
 class FakeHost:
