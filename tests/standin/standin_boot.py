@@ -52,13 +52,9 @@ with common.kernel() as k:
     running = {n: j for n, j in k["jails"].items() if j.get("running")}
 # the kernel ends every jail at reboot: their processes are gone already, so
 # no exec.stop runs; their mounts go (jails.py: what "jail -r" does after it)
-end = getattr(jails, "_kill_and_unmount", None)
 for name, j in sorted(running.items()):
     try:
-        if end:
-            end(j["path"], name)
-        else:
-            jails.unmount_jail(j["path"])
+        jails.kill_and_unmount(j["path"], name)
     except Exception as exc:  # report, the reboot goes on as the kernel's would
         report.setdefault("errors", []).append(f"{name}: {exc}")
     report["jails_stopped"].append(name)

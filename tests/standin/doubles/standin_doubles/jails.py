@@ -257,7 +257,7 @@ def _abort_start(name, root, message, code):
     """jail -c failed before exec.start: no jail is left, as jail(8) leaves none."""
     if message:
         err(message)
-    _kill_and_unmount(root, name)
+    kill_and_unmount(root, name)
     with kernel(write=True) as k:
         j = k["jails"].pop(name, {})
         ep, br = j.get("host_epair"), j.get("bridge")
@@ -374,10 +374,13 @@ def unmount_jail(root):
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and [p for p in jail_pids(root, name) if _alive(p)]:
                 time.sleep(0.1)
-    _kill_and_unmount(root, name)
+    kill_and_unmount(root, name)
 
 
-def _kill_and_unmount(root, name):
+def kill_and_unmount(root, name):
+    """What the kernel does to a jail that ends without exec.stop (jail -r's
+    last step, and every jail at reboot): SIGKILL to what is left, its mounts
+    and its view gone."""
     _signal_all(jail_pids(root, name), signal.SIGKILL)
     real = os.path.realpath(root)
     with open("/proc/self/mounts", encoding="utf-8") as fh:
