@@ -49,7 +49,7 @@ def agent_owned(fleet, agent, monkeypatch):
         for name in [*dirnames, *filenames]:
             os.lchown(os.path.join(dirpath, name), AGENT_UID, AGENT_GID)
     os.chown(home, AGENT_UID, AGENT_GID)
-    monkeypatch.setattr(backup, "_owner_ids", lambda target: (AGENT_UID, AGENT_GID))
+    monkeypatch.setattr(backup.restore, "_owner_ids", lambda target: (AGENT_UID, AGENT_GID))
     return home
 
 
@@ -102,7 +102,7 @@ def test_restore_staging_is_out_of_the_agents_reach(make_fleet, monkeypatch, tmp
                 staged.append(entry.name)
         return real_extract(path, manifest, dest_for)
 
-    monkeypatch.setattr(backup, "extract_archive", agent_moves_staging)
+    monkeypatch.setattr(backup.restore, "extract_archive", agent_moves_staging)
     res = backup.restore_agent(fleet.plan, "atlas")
     assert staged, "the staging directory was seen"
     assert {p.name: (p.stat().st_uid, p.read_text()) for p in victim.iterdir()} == victim_before
@@ -145,7 +145,7 @@ def test_restore_into_a_mountpoint_is_not_redirected(make_fleet, monkeypatch, tm
                     moved.append(entry.name)
             return real_extract(path, manifest, dest_for)
 
-        monkeypatch.setattr(backup, "extract_archive", agent_moves_staging)
+        monkeypatch.setattr(backup.restore, "extract_archive", agent_moves_staging)
         res = backup.restore_agent(fleet.plan, "atlas")
         assert moved, "the agent found the staging directory in its workspace"
         assert {p.name: (p.stat().st_uid, p.read_text()) for p in victim.iterdir()} == victim_before
@@ -156,7 +156,7 @@ def test_restore_into_a_mountpoint_is_not_redirected(make_fleet, monkeypatch, tm
         assert (prev / "AGENTS.md").read_text() == "changed since\n"
         # the link the agent left under the staging directory's name does not block the next restore
         assert (ws / moved[0]).is_symlink()
-        monkeypatch.setattr(backup, "extract_archive", real_extract)
+        monkeypatch.setattr(backup.restore, "extract_archive", real_extract)
         backup.restore_agent(fleet.plan, "atlas", now=at(5))
         assert {p.name: (p.stat().st_uid, p.read_text()) for p in victim.iterdir()} == victim_before
         assert tree(ws)["AGENTS.md"] == before["AGENTS.md"]
@@ -221,14 +221,14 @@ def test_a_directory_swapped_for_a_link_during_the_walk_is_not_read(make_fleet, 
             swapped.append(relpath)
         return real_is_excluded(relpath, is_dir, rules, name)
 
-    monkeypatch.setattr(backup, "is_excluded", swap_when_listed)
+    monkeypatch.setattr(backup.scan, "is_excluded", swap_when_listed)
     res = backup.backup_fleet(fleet.plan, now=at(0))["agents"]["atlas"]
     assert swapped
     agent_dir = fleet.paths("atlas")["backup_dir"]
     assert b"root-only secret" not in archived_bytes(agent_dir)
     assert res["status"] == "failed" and "notes" in res["msg"], res
     # the next run archives the link as a link, never what it points to
-    monkeypatch.setattr(backup, "is_excluded", real_is_excluded)
+    monkeypatch.setattr(backup.scan, "is_excluded", real_is_excluded)
     again = backup.backup_fleet(fleet.plan, now=at(1))["agents"]["atlas"]
     assert again["status"] == "created"
     assert b"root-only secret" not in archived_bytes(agent_dir)
@@ -283,7 +283,7 @@ def test_restore_holds_the_agent_lock(make_fleet, monkeypatch):
             seen["backup"] = backup.backup_fleet(fleet.plan, now=at(1))["agents"]["atlas"]
         return real_extract(path, manifest, dest_for)
 
-    monkeypatch.setattr(backup, "extract_archive", meanwhile)
+    monkeypatch.setattr(backup.restore, "extract_archive", meanwhile)
     res = backup.restore_agent(fleet.plan, "atlas", now=at(9))
     holder = f"pid {os.getpid()}, restore since "
     assert "restore not started" in seen["restore"] and holder in seen["restore"], seen
@@ -374,9 +374,9 @@ def test_sparse_files_stay_sparse(make_fleet, monkeypatch):
         read.append(len(data))
         return data
 
-    monkeypatch.setattr(backup.os, "read", counting_read)
+    monkeypatch.setattr(os, "read", counting_read)
     backup.backup_fleet(fleet.plan, now=at(0))
-    monkeypatch.setattr(backup.os, "read", real_read)
+    monkeypatch.setattr(os, "read", real_read)
     assert sum(read) < 8 * 1024 * 1024, "the holes were not read (SEEK_DATA)"
     sparse.write_bytes(b"overwritten")
     backup.restore_agent(fleet.plan, "atlas")
@@ -434,10 +434,10 @@ def test_an_interrupted_restore_leaves_nothing_behind_after_the_next_run(make_fl
         "    if dest_for is not None:\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         "    return out\n"
-        "b.extract_archive = killed_after_staging\n"
+        "b.restore.extract_archive = killed_after_staging\n"
         f"b.restore_agent(json.load(open({str(plan_file)!r})), 'atlas')\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(pathlib.Path(backup.__file__).parents[5]))
+    env = dict(os.environ, PYTHONPATH=str(pathlib.Path(backup.__file__).parents[6]))
     proc = subprocess.run([sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     home, agent_dir = fleet.paths("atlas")["home"], fleet.paths("atlas")["backup_dir"]

@@ -6,6 +6,7 @@ import datetime
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -197,9 +198,9 @@ def test_unchanged_agents_are_skipped_without_reading_files(make_fleet, monkeypa
             opened.append(str(path))
         return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(backup.os, "open", spy)
+    monkeypatch.setattr(os, "open", spy)
     second = backup.backup_fleet(fleet.plan, now=at(1))
-    monkeypatch.setattr(backup.os, "open", real_open)
+    monkeypatch.setattr(os, "open", real_open)
     assert {n: r["status"] for n, r in second["agents"].items()} == {"atlas": "unchanged", "hermes": "unchanged"}
     assert second["created"] == [] and second["changed"] is False
     assert opened == [], "no workspace file was read"
@@ -265,7 +266,7 @@ def test_killed_backup_leaves_no_good_archive_and_keeps_the_previous(make_fleet)
         "import json, sys; from ansible_collections.warden.fleet.plugins.module_utils import backup as b; "
         f"b.backup_fleet(json.load(open({str(plan_file)!r})))"
     )
-    env = dict(os.environ, PYTHONPATH=str(pathlib.Path(backup.__file__).parents[5]))
+    env = dict(os.environ, PYTHONPATH=str(pathlib.Path(backup.__file__).parents[6]))
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
     deadline = time.time() + 60
     partial = None
@@ -540,15 +541,15 @@ def test_zfs_dataset_is_read_from_a_snapshot(make_fleet, monkeypatch):
 
 
 def test_host_command(make_fleet, tmp_path):
-    """The `warden` entry script from the host_tools role with the module_utils file as its library."""
-    repo = pathlib.Path(backup.__file__).resolve().parents[2]
+    """The `warden` entry script from the host_tools role with the module_utils package as its library."""
+    repo = pathlib.Path(backup.__file__).resolve().parents[3]
     prefix = tmp_path / "usr_local"
     (prefix / "bin").mkdir(parents=True)
     (prefix / "lib" / "warden").mkdir(parents=True)
     script = prefix / "bin" / "warden"
     script.write_text((repo / "roles/host_tools/files/warden").read_text())
     script.chmod(0o755)
-    (prefix / "lib/warden/warden_backup.py").write_text(pathlib.Path(backup.__file__).read_text())
+    shutil.copytree(pathlib.Path(backup.__file__).parent, prefix / "lib/warden/warden_backup")
     fleet = make_fleet("atlas", "hermes")
     populate(fleet.paths("atlas")["workspace"], fleet.paths("atlas")["state"])
     plan_file = tmp_path / "plan.json"

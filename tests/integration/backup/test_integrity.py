@@ -57,7 +57,7 @@ def backup_in_child(fleet, timeout=60, setup=""):
         "res = b.backup_fleet(json.load(open(sys.argv[1])))\n"
         "print(json.dumps(res, default=str))\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(pathlib.Path(backup.__file__).parents[5]))
+    env = dict(os.environ, PYTHONPATH=str(pathlib.Path(backup.__file__).parents[6]))
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(plan_file)],
         env=env,
@@ -163,7 +163,7 @@ def test_a_stalled_database_dump_is_killed(make_fleet, tmp_path, monkeypatch):
     fake_commands(tmp_path, monkeypatch, jexec="exec sleep 600")
     agent_dir = fleet.paths("atlas")["backup_dir"]
 
-    res = backup_in_child(fleet, setup="b.CHILD_IDLE_TIMEOUT = 1")
+    res = backup_in_child(fleet, setup="b.archive.CHILD_IDLE_TIMEOUT = b.dumps.CHILD_IDLE_TIMEOUT = 1")
 
     atlas = res["agents"]["atlas"]
     assert atlas["status"] == "failed"
@@ -181,7 +181,7 @@ def test_a_stalled_compressor_is_killed(make_fleet, tmp_path, monkeypatch):
     fake_commands(tmp_path, monkeypatch, zstd="exec sleep 600")
     agent_dir = fleet.paths("atlas")["backup_dir"]
 
-    res = backup_in_child(fleet, setup="b.CHILD_IDLE_TIMEOUT = 1")
+    res = backup_in_child(fleet, setup="b.archive.CHILD_IDLE_TIMEOUT = b.dumps.CHILD_IDLE_TIMEOUT = 1")
 
     atlas = res["agents"]["atlas"]
     assert atlas["status"] == "failed"
@@ -202,7 +202,7 @@ def test_no_manifest_written_no_archive_left(make_fleet, monkeypatch):
             raise backup.io_error(OSError(28, "No space left on device"), path)
         return real(path, data, mode, durable)
 
-    monkeypatch.setattr(backup, "atomic_write", full)
+    monkeypatch.setattr(backup.job, "atomic_write", full)
     res = backup.backup_fleet(fleet.plan, now=at(0))
     assert res["agents"]["atlas"]["status"] == "failed"
     assert "No space left on device on " in res["agents"]["atlas"]["msg"]
@@ -276,7 +276,8 @@ def test_verify_every_zero_hashes_the_newest_archive_every_run(make_fleet, monke
     archive = backup.backup_fleet(fleet.plan, now=at(0))["created"][0]
     hashed = []
     real = backup.sha256_file
-    monkeypatch.setattr(backup, "sha256_file", lambda p: hashed.append(p) or real(p))
+    for user in (backup.job, backup.manifest, backup.extract):
+        monkeypatch.setattr(user, "sha256_file", lambda p: hashed.append(p) or real(p))
     assert backup.backup_fleet(fleet.plan, now=at(0, 4))["agents"]["atlas"]["status"] == "unchanged"
     assert hashed == [archive]
 
@@ -589,7 +590,7 @@ def test_a_failed_env_write_leaves_no_partial_file(tmp_path, monkeypatch):
     def failing_fsync(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(backup.os, "fsync", failing_fsync)
+    monkeypatch.setattr(os, "fsync", failing_fsync)
     with pytest.raises(BackupError, match=f"No space left on device on {dest}"):
         backup.write_private_file(str(dest), b"NEW=1\n")
     monkeypatch.undo()

@@ -216,8 +216,11 @@ def test_backup_schedule_role_installs_cron_and_the_host_command(stand_in, tmp_p
     plan_file = tmp_path / "etc" / "plan.json"
     assert plan_file.stat().st_mode & 0o777 == 0o600
     assert json.loads(plan_file.read_text())["agents"]["atlas"]["paths"]["workspace"] == str(ws(tmp_path, "atlas"))
-    library = prefix / "lib" / "warden" / "warden_backup.py"
-    assert library.read_bytes() == pathlib.Path(backup.__file__).read_bytes(), "one source, copied as is"
+    library = prefix / "lib" / "warden" / "warden_backup"
+    package = pathlib.Path(backup.__file__).parent
+    assert sorted(p.name for p in library.iterdir()) == sorted(p.name for p in package.glob("*.py"))
+    for source in package.glob("*.py"):
+        assert (library / source.name).read_bytes() == source.read_bytes(), "one source, copied as is"
     command = prefix / "bin" / "warden"
     assert command.read_text().splitlines()[0] == f"#!{sys.executable}"
     # the installed command works from the plan the role wrote

@@ -40,7 +40,7 @@ def test_summary_skips_the_index_and_falls_back_to_it(make_fleet, monkeypatch):
         loaded.append(name)
         return real_load(directory, name)
 
-    monkeypatch.setattr(backup, "_load_index", spy)
+    monkeypatch.setattr(backup.job, "_load_index", spy)
     assert status(fleet, 1) == "unchanged"
     assert loaded == [backup.SUMMARY_NAME]
 
@@ -55,7 +55,7 @@ def test_summary_skips_the_index_and_falls_back_to_it(make_fleet, monkeypatch):
     loaded.clear()
     assert status(fleet, 4) == "unchanged"
     assert backup.INDEX_NAME in loaded
-    monkeypatch.setattr(backup, "_load_index", real_load)
+    monkeypatch.setattr(backup.job, "_load_index", real_load)
 
     # same size, same mtime, other content: the inode change time still differs
     target = ws / "AGENTS.md"
