@@ -33,6 +33,7 @@ import sys
 from . import net
 from .common import err, getopt_strict, kernel, not_implemented, out
 
+
 # ------------------------------------------------------------------ route
 
 def _gateway_iface(ifaces, gateway):
