@@ -9,10 +9,23 @@ same run and on the same tree:
   unchanged_vs_full    re-run with nothing changed / the full backup
   restore_vs_zstd_tar  restore of every agent / `zstd -d -c | tar -xf -` of the baseline archive
 
-Usage: python bench/backup.py [--agents 20] [--size-mb 300] [--reps 3] [--dir DIR] [--keep]
+and against the two best-known peers, restic and borg, given the same tree
+(one repository each, zstd compression; restic always encrypts, borg runs with
+`--encryption none`):
 
-Each figure is the median of --reps repetitions; a baseline and the measured
-run alternate, so both see the same warm page cache and the same machine load.
+  full_vs_best_peer       full backup / the faster peer's first backup into an empty repository
+  unchanged_vs_best_peer  unchanged re-run / the faster peer's second backup with nothing changed
+  restore_vs_best_peer    restore of every agent / the faster peer's restore into an empty directory
+  unchanged_vs_stat_walk  unchanged re-run / a bare find(1) stat walk of the same tree
+
+A peer that is not installed is reported with how to install it and left out;
+the other figures are still printed.
+
+Usage: python bench/backup.py [--agents 20] [--size-mb 300] [--reps 3] [--dir DIR] [--keep] [--no-peers]
+
+Each figure is the median of --reps repetitions; within a repetition the
+baseline, the measured run and the peers take turns, so all see the same warm
+page cache and the same machine load.
 
 The restores run with the agents' rc.d service left out of the plan: the
 benchmark measures the data path and never calls service(8) on this machine.
@@ -95,17 +108,170 @@ def timed(fn):
     return time.perf_counter() - start
 
 
-def median_pairs(reps, first, second):
-    """Run first() and second() alternately reps times; return their median timings."""
-    a, b = [], []
+def median_rounds(reps, runs):
+    """Run every callable of `runs` (name -> callable returning seconds) in turn, reps times;
+    return name -> median seconds. A peer whose run fails is reported and dropped."""
+    times = {name: [] for name in runs}
     for _rep in range(reps):
-        a.append(first())
-        b.append(second())
-    return statistics.median(a), statistics.median(b)
+        for name, fn in runs.items():
+            if name not in times:
+                continue
+            try:
+                times[name].append(fn())
+            except PeerError as exc:
+                print(f"{name}: {exc}; left out")
+                del times[name]
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def sh(cmd):
     subprocess.run(cmd, shell=True, check=True)
+
+
+class PeerError(Exception):
+    """A peer's command failed."""
+
+
+class Peer:
+    """A peer backup tool given the same tree: one repository, a first (full) backup into an
+    empty repository, a second backup with nothing changed, a restore into an empty directory.
+    Repository creation and deleting the previous repository or restored copy are outside
+    the timings."""
+
+    name = ""
+    command = ""
+    install = ""
+
+    def __init__(self, work, root):
+        self.work = work / self.name
+        self.root = root  # holds `agents`, the tree every peer backs up
+        self.repo = self.work / "repo"
+        self.runs = 0
+
+    def available(self):
+        return shutil.which(self.command) is not None
+
+    def env(self):
+        return dict(os.environ)
+
+    def call(self, argv, cwd=None):
+        """Run argv; return its wall time in seconds."""
+        start = time.perf_counter()
+        proc = subprocess.run(argv, cwd=cwd, env=self.env(), capture_output=True, text=True, check=False)
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise PeerError(f"`{' '.join(map(str, argv))}` exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
+        return elapsed
+
+    def version(self):
+        argv = [self.command, "version" if self.command == "restic" else "--version"]
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        lines = (proc.stdout or proc.stderr).strip().splitlines()
+        return lines[0] if proc.returncode == 0 and lines else "version unknown"
+
+    def full(self):
+        shutil.rmtree(self.work, ignore_errors=True)  # outside the timing
+        self.work.mkdir(parents=True)
+        self.runs = 0
+        self.call(self.init_argv())
+        return self.backup()
+
+    def backup(self):
+        self.runs += 1
+        return self.call(self.backup_argv(), cwd=self.root)
+
+    def restore(self):
+        target = self.work / "extract"
+        shutil.rmtree(target, ignore_errors=True)  # outside the timing
+        target.mkdir()
+        return self.call(self.restore_argv(target), cwd=target)
+
+    def repo_size(self):
+        return sum(p.stat().st_size for p in self.repo.rglob("*") if p.is_file())
+
+    def init_argv(self):
+        raise NotImplementedError
+
+    def backup_argv(self):
+        raise NotImplementedError
+
+    def restore_argv(self, target):
+        raise NotImplementedError
+
+
+class Restic(Peer):
+    """restic: repository format 2, `--compression auto` (zstd at its default level). Encryption
+    cannot be turned off in restic: every blob is encrypted and authenticated (AES-256-CTR,
+    Poly1305-AES), and each command first derives the repository key from the password (scrypt)."""
+
+    name = command = "restic"
+    install = "apt-get install restic (Debian/Ubuntu) or pkg install restic (FreeBSD)"
+
+    def env(self):
+        env = dict(os.environ)
+        # a fixed password for a throw-away repository of generated data
+        env.update(RESTIC_PASSWORD="warden-bench", RESTIC_CACHE_DIR=str(self.work / "cache"))
+        return env
+
+    def init_argv(self):
+        return ["restic", "--repo", str(self.repo), "--quiet", "init"]
+
+    def backup_argv(self):
+        repo = ["restic", "--repo", str(self.repo), "--quiet"]
+        return repo + ["--compression", "auto", "backup", "--host", "bench", "agents"]
+
+    def restore_argv(self, target):
+        return ["restic", "--repo", str(self.repo), "--quiet", "restore", "latest", "--target", str(target)]
+
+
+class Borg(Peer):
+    """borg 1.x: `--encryption none` (chunks still named by their sha256), `--compression zstd,3`;
+    single-threaded by design."""
+
+    name = command = "borg"
+    install = "apt-get install borgbackup (Debian/Ubuntu) or pkg install py311-borgbackup (FreeBSD)"
+
+    def env(self):
+        env = dict(os.environ)
+        env.update(
+            BORG_BASE_DIR=str(self.work / "base"),  # cache, files cache and security dir of this repository only
+            BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes",
+            BORG_RELOCATED_REPO_ACCESS_IS_OK="yes",
+        )
+        return env
+
+    def init_argv(self):
+        return ["borg", "init", "--encryption", "none", str(self.repo)]
+
+    def backup_argv(self):
+        return ["borg", "create", "--compression", "zstd,3", f"{self.repo}::run{self.runs}", "agents"]
+
+    def restore_argv(self, target):
+        return ["borg", "extract", f"{self.repo}::run1"]  # the full backup; the unchanged ones hold the same tree
+
+
+PEERS = (Restic, Borg)
+
+
+def stat_walk_argv(tree):
+    """find(1) stating every entry: GNU find prints the fields the unchanged check compares
+    (size, mtime, inode, mode); a find without -printf (BSD) lists them with -ls."""
+    gnu = subprocess.run(["find", "--version"], capture_output=True, check=False).returncode == 0
+    if gnu:
+        return ["find", str(tree), "-printf", "%P %s %T@ %i %m\\n"]
+    return ["find", str(tree), "-ls"]
+
+
+def ratio(ours, theirs, digits=2):
+    return f"{ours / theirs:.{digits}f}" if theirs else "n/a"
+
+
+def best(peer_times):
+    """(name, seconds) of the fastest peer, or (None, None) without one."""
+    if not peer_times:
+        return None, None
+    name = min(peer_times, key=peer_times.get)
+    return name, peer_times[name]
 
 
 def main():
@@ -115,6 +281,7 @@ def main():
     parser.add_argument("--reps", type=int, default=3, help="repetitions per measurement, median taken (default 3)")
     parser.add_argument("--dir", help="work directory (default: a temporary directory, removed afterwards)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--no-peers", action="store_true", help="skip restic and borg")
     args = parser.parse_args()
 
     work = pathlib.Path(args.dir or tempfile.mkdtemp(prefix="warden-bench-"))
@@ -156,6 +323,15 @@ def run(work, args):
     print(f"generated {args.agents} agents, {files} files, {size / 1e6:.1f} MB in {t:.1f}s under {work}")
     sh(f"tar -C {root} -cf - agents | cat > /dev/null")  # same warm page cache for everyone
 
+    peers = []
+    for cls in () if args.no_peers else PEERS:
+        peer = cls(work / "peers", root)
+        if peer.available():
+            print(f"peer {peer.name}: {peer.version()}")
+            peers.append(peer)
+        else:
+            print(f"peer {peer.name}: not installed, left out; install it with {peer.install}")
+
     baseline_archive = work / "baseline.tar.zst"
 
     def baseline():
@@ -169,17 +345,40 @@ def run(work, args):
         assert len(res["created"]) == args.agents, res["summary"]
         return elapsed
 
-    t_base, t_full = median_pairs(args.reps, lambda: timed(baseline), full)
+    runs = {"baseline": lambda: timed(baseline), "ours": full}
+    runs.update({peer.name: peer.full for peer in peers})
+    m = median_rounds(args.reps, runs)
+    t_base, t_full = m.pop("baseline"), m.pop("ours")
+    peers = [peer for peer in peers if peer.name in m]
+    peer_full = m
     print(f"tar | zstd -3 -T0: {t_base:.2f}s ({baseline_archive.stat().st_size / 1e6:.1f} MB)")
     ours = sum(p.stat().st_size for p in (work / "backups").rglob("*.tar.zst"))
     print(f"full backup:       {t_full:.2f}s ({ours / 1e6:.1f} MB in {args.agents} archives + manifests)")
+    for peer in peers:
+        label = f"{peer.name} full:"
+        print(f"{label:19}{peer_full[peer.name]:.2f}s ({peer.repo_size() / 1e6:.1f} MB repository)")
 
     def unchanged():
         res = backup.backup_fleet(plan)
         assert res["created"] == [] and not res["failed_agents"], res["summary"]
 
-    t_unchanged = statistics.median(timed(unchanged) for _rep in range(max(3, args.reps)))
+    walk = stat_walk_argv(agents_dir)
+
+    def stat_walk():
+        with open(os.devnull, "wb") as devnull:
+            return timed(lambda: subprocess.run(walk, stdout=devnull, check=True))
+
+    runs = {"ours": lambda: timed(unchanged), "stat_walk": stat_walk}
+    runs.update({peer.name: peer.backup for peer in peers})
+    m = median_rounds(max(3, args.reps), runs)
+    t_unchanged, t_walk = m.pop("ours"), m.pop("stat_walk")
+    peers = [peer for peer in peers if peer.name in m]
+    peer_unchanged = m
     print(f"unchanged re-run:  {t_unchanged:.3f}s")
+    print(f"find stat walk:    {t_walk:.3f}s ({' '.join(walk[2:])})")
+    for peer in peers:
+        label = f"{peer.name} unchanged:"
+        print(f"{label:19}{peer_unchanged[peer.name]:.3f}s")
 
     extract = work / "extract"
 
@@ -194,12 +393,28 @@ def run(work, args):
         return timed(lambda: [backup.restore_agent(plan, name, start_service="never") for name in plan["agents"]])
 
     # cleanup (deleting the previous copy) is outside the timings
-    t_base_restore, t_restore = median_pairs(args.reps, baseline_restore, restore_all)
+    runs = {"baseline": baseline_restore, "ours": restore_all}
+    runs.update({peer.name: peer.restore for peer in peers})
+    m = median_rounds(args.reps, runs)
+    t_base_restore, t_restore = m.pop("baseline"), m.pop("ours")
+    peer_restore = m
     print(f"zstd -d | tar -x:  {t_base_restore:.2f}s")
     print(f"restore (verify archive + every file, swap, sync): {t_restore:.2f}s")
+    for peer in peers:
+        if peer.name in peer_restore:
+            label = f"{peer.name} restore:"
+            print(f"{label:19}{peer_restore[peer.name]:.2f}s")
     print(f"full_vs_tar_zstd={t_full / t_base:.2f}")
     print(f"unchanged_vs_full={t_unchanged / t_full:.3f}")
     print(f"restore_vs_zstd_tar={t_restore / t_base_restore:.2f}")
+    for key, ours_t, peer_t, digits in (
+        ("full", t_full, peer_full, 2),
+        ("unchanged", t_unchanged, peer_unchanged, 3),
+        ("restore", t_restore, peer_restore, 2),
+    ):
+        name, theirs = best(peer_t)
+        print(f"{key}_vs_best_peer={ratio(ours_t, theirs, digits)} ({name or 'no peer installed'})")
+    print(f"unchanged_vs_stat_walk={ratio(t_unchanged, t_walk)}")
 
 
 if __name__ == "__main__":
