@@ -29,6 +29,7 @@ ROLE_TESTS = {
     "preflight": ["test_preflight_rejects_a_bad_inventory_before_anything_changes"],
     "host_tools": ["test_host_tools_installed_the_warden_command"],
     "backup_schedule": ["test_backup_schedule_installed_a_working_cron_job"],
+    "pf": ["test_pf_anchor_nat_and_isolation_on_the_converged_host"],
 }
 
 
@@ -143,6 +144,37 @@ def test_backup_schedule_installed_a_working_cron_job(standin, state):
     # the scheduled command runs on the host as cron would run it
     result = standin.run(command)
     assert result.rc == 0, result.stderr
+
+
+def test_pf_anchor_nat_and_isolation_on_the_converged_host(standin, state, example_host):
+    # the operator-file, rejected-ruleset, check-mode and reboot cases: test_pf.py on a stand-in of its own
+    pf = state["pf"]
+    assert pf["enabled"] is True and state["rc_conf"]["pf_enable"] == "YES"
+    fleet = pf["anchors"]["warden/fleet"]
+    agents = {n: a for n, a in example_host[1]["warden_agents"].items() if a.get("state", "present") == "present"}
+    assert sorted(fleet["tables"]["warden_net"]) == sorted(f"{a['subnet']}.0/24" for a in agents.values())
+    assert fleet["nat"] == ["nat on vtnet0 inet from <warden_net> to any -> (vtnet0) round-robin"]
+    assert 'anchor "warden/*" all' in pf["anchors"]["/"]["rules"]
+    assert 'load anchor "warden/fleet" from "/etc/pf.warden.conf"' in standin.file("/etc/pf.conf").content_string
+    if not state.get("warden0"):
+        return      # isolation is decided on the bridge: packet checks need the network role's warden0
+    import sys
+    sys.path.insert(0, os.path.join(PROJECT, "tests", "standin"))
+    from pf_eval import PF
+    evaluator = PF.from_host(NAME)
+    a, b = sorted(str(x["subnet"]) for x in agents.values())[:2]
+
+    def verdict(src, dst, proto="tcp", dport=None, iface="warden0", **kw):
+        return evaluator.filter(src, dst, proto=proto, dport=dport, iface=iface, direction="in", **kw).action
+
+    assert verdict(f"{a}.2", "198.51.100.7", dport=443) == "pass"
+    assert evaluator.translate(f"{a}.2", "198.51.100.7", proto="tcp", dport=443, iface="vtnet0",
+                               direction="out").address is not None
+    assert verdict(f"{a}.2", f"{a}.1", "icmp", icmp_type=8) == "pass"
+    assert verdict(f"{a}.2", f"{a}.1", "udp", 53) == "pass"
+    assert verdict(f"{a}.2", f"{b}.2", dport=22) == "block"
+    assert verdict(f"{a}.2", f"{a}.1", dport=22) == "block"
+    assert verdict("203.0.113.9", "192.0.2.10", dport=22, iface="vtnet0") == "pass"
 
 
 def test_jails_were_created_with_an_explicit_gateway(state):
