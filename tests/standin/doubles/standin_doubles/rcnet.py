@@ -34,8 +34,6 @@ from . import net
 from .common import err, getopt_strict, kernel, not_implemented, out
 
 
-# ------------------------------------------------------------------ route
-
 def _gateway_iface(ifaces, gateway):
     """The interface whose network holds ``gateway`` (None: unreachable)."""
     try:
