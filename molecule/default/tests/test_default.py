@@ -29,6 +29,10 @@ ROLE_TESTS = {
     "preflight": ["test_preflight_rejects_a_bad_inventory_before_anything_changes"],
     "host_tools": ["test_host_tools_installed_the_warden_command"],
     "backup_schedule": ["test_backup_schedule_installed_a_working_cron_job"],
+    "lock": ["test_lock_was_released_and_only_the_mutex_is_left"],
+    "registry": ["test_registry_lists_the_inventory_agents"],
+    # reboot, check mode, adding and removing an agent: test_network.py on a stand-in of its own
+    "network": ["test_network_warden0_carries_every_gateway_and_rc_conf_persists_them"],
     "pf": ["test_pf_anchor_nat_and_isolation_on_the_converged_host"],
 }
 
@@ -63,10 +67,15 @@ def site_roles():
                 walk(os.path.join(os.path.dirname(path), play["ansible.builtin.import_playbook"]))
             for r in play.get("roles", []):
                 roles.append((r["role"] if isinstance(r, dict) else r).split(".")[-1])
-            for t in play.get("tasks", []) + play.get("pre_tasks", []) + play.get("post_tasks", []):
-                for key in ("ansible.builtin.include_role", "ansible.builtin.import_role"):
-                    if key in t:
-                        roles.append(t[key]["name"].split(".")[-1])
+            tasks(play.get("tasks", []) + play.get("pre_tasks", []) + play.get("post_tasks", []))
+
+    def tasks(task_list):
+        for t in task_list or []:
+            for key in ("ansible.builtin.include_role", "ansible.builtin.import_role"):
+                if key in t:
+                    roles.append(t[key]["name"].split(".")[-1])
+            for section in ("block", "rescue", "always"):
+                tasks(t.get(section))
 
     walk(os.path.join(PROJECT, "site.yml"))
     return sorted(set(roles))
@@ -146,6 +155,34 @@ def test_backup_schedule_installed_a_working_cron_job(standin, state):
     assert result.rc == 0, result.stderr
 
 
+def test_lock_was_released_and_only_the_mutex_is_left(standin):
+    # the run released the host lock in its always section; the flock(2) mutex file stays, empty
+    assert not standin.file("/var/run/warden/fleet.lock").exists
+    assert standin.file("/var/run/warden").mode == 0o700
+
+
+def test_registry_lists_the_inventory_agents(standin, example_host):
+    registry = standin.file("/var/db/warden/registry.json")
+    assert registry.user == "root" and registry.mode == 0o600
+    data = json.loads(registry.content_string)
+    assert sorted(data["agents"]) == sorted(example_host[1]["warden_agents"])
+    assert all(a["state"] == "present" for a in data["agents"].values())
+
+
+def test_network_warden0_carries_every_gateway_and_rc_conf_persists_them(standin, state):
+    # the example's agents: atlas on 10.0.1, clawdie on 192.168.72
+    assert state["warden0"]["kind"] == "bridge" and state["warden0"]["up"]
+    assert sorted(state["warden0"]["inet"]) == ["10.0.1.1/24", "192.168.72.1/24"]
+    rc_conf = state["rc_conf"]
+    clone = rc_conf["cloned_interfaces"].split()[-1]
+    assert rc_conf[f"ifconfig_{clone}_name"] == "warden0"
+    assert rc_conf["ifconfig_warden0_aliases"] == "inet 10.0.1.1/24 inet 192.168.72.1/24"
+    assert rc_conf["gateway_enable"] == "YES"
+    pfil = standin.check_output("sysctl -n net.link.bridge.pfil_member net.link.bridge.pfil_bridge")
+    assert pfil.split() == ["1", "1"]
+    assert "net.link.bridge.pfil_member=1" in standin.file("/etc/sysctl.conf").content_string
+
+
 def test_pf_anchor_nat_and_isolation_on_the_converged_host(standin, state, example_host):
     # the operator-file, rejected-ruleset, check-mode and reboot cases: test_pf.py on a stand-in of its own
     pf = state["pf"]
@@ -220,8 +257,10 @@ def test_adding_an_agent_changes_only_what_lists_the_agents(tmp_path, standin, e
     try:
         run = site(added)
         assert run.returncode == 0, run.stdout + run.stderr
-        # the new agent's PF rules, and the plan
         assert _changed_tasks(run.stdout) == [
+            "warden.fleet.registry : Register this inventory's agents and read every agent the host runs",
+            "warden.fleet.network : Bring up the agents' bridge with every agent's gateway",
+            "warden.fleet.network : Rename it to the bridge's name, bring it up with the gateways, and forward",
             "warden.fleet.pf : Install and load the agents' PF anchor, referenced from pf.conf",
             "warden.fleet.host_tools : Write the host's plan for the warden command"]
         plan = json.loads(standin.file("/usr/local/etc/warden/plan.json").content_string)
@@ -231,6 +270,7 @@ def test_adding_an_agent_changes_only_what_lists_the_agents(tmp_path, standin, e
     finally:
         restored = site(os.path.join(PROJECT, "inventories", "example", "hosts.yml"))
     assert restored.returncode == 0, restored.stdout
-    assert _changed_tasks(restored.stdout) == [
-        "warden.fleet.pf : Install and load the agents' PF anchor, referenced from pf.conf",
-        "warden.fleet.host_tools : Write the host's plan for the warden command"]
+    # an inventory that omits hermes leaves it registered (removed only by state: absent, test_lock_and_registry)
+    assert _changed_tasks(restored.stdout) == ["warden.fleet.host_tools : Write the host's plan for the warden command"]
+    registry = json.loads(standin.file("/var/db/warden/registry.json").content_string)
+    assert sorted(registry["agents"]) == sorted(agents)
