@@ -129,7 +129,9 @@ def test_host_tools_installed_the_warden_command(standin, example_host):
     warden = standin.file("/usr/local/bin/warden")
     assert warden.exists and warden.user == "root" and warden.mode == 0o755
     assert warden.content_string.splitlines()[0] == "#!/usr/local/bin/python3.11"
-    assert standin.file("/usr/local/lib/warden/warden_backup.py").exists
+    # the backup library is the collection's module_utils/backup package; the single file of earlier releases is gone
+    assert standin.file("/usr/local/lib/warden/warden_backup/__init__.py").exists
+    assert not standin.file("/usr/local/lib/warden/warden_backup.py").exists
     plan_file = standin.file("/usr/local/etc/warden/plan.json")
     assert plan_file.mode == 0o600
     plan = json.loads(plan_file.content_string)
