@@ -6,6 +6,7 @@
 #   make unit     pytest tests/unit
 #   make integration  backup/restore tests with real files, zstd and PostgreSQL
 #   make bench-backup backup benchmark (BENCH_ARGS="--size-mb 60" for a quick run)
+#   make bench-fleet  no-op site.yml re-run with 1, 10 and 20 agents on stand-ins (root)
 #   make plan     render the example inventory's plan (playbooks/validate.yml)
 #   make build    build the collection and check ansible-doc renders every module from the artifact
 #   make compat   unit tests and the example plan on Python 3.12 / ansible-core 2.21
@@ -79,6 +80,12 @@ integration: $(STAMP)
 # Backup benchmark (not a test): BENCH_ARGS="--size-mb 60" for a quick run.
 bench-backup: $(STAMP)
 	$(BIN)/python bench/backup.py $(BENCH_ARGS)
+
+# No-op re-run of site.yml with 1, 10 and 20 agents on stand-ins (root; not a test):
+# calls_per_extra_agent and noop_20_vs_1. BENCH_ARGS="--reps 1" for a quick run.
+.PHONY: bench-fleet
+bench-fleet: $(STAMP)
+	$(BIN)/python bench/fleet.py $(BENCH_ARGS)
 
 plan: $(STAMP)
 	$(BIN)/ansible-playbook -i inventories/example/hosts.yml playbooks/validate.yml
