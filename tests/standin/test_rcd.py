@@ -389,6 +389,20 @@ def test_sysctl_conf_applied_with_unknown_names(host):
     ok(host, "rm /etc/sysctl.conf; sysctl net.link.bridge.pfil_member=1")
 
 
+def test_sysctl_flags_as_sysctl_8_prints_them(host):
+    # -e: '=' between name and value; -n: values only; -q: silent set; -i: unknown names ignored
+    forwarding = ok(host, "sysctl -n net.inet.ip.forwarding").strip()
+    assert ok(host, "sysctl -e net.inet.ip.forwarding").strip() == f"net.inet.ip.forwarding={forwarding}"
+    assert ok(host, "sysctl -e -n net.link.bridge.pfil_member").strip() == "1"
+    assert ok(host, "sysctl -e net.link.bridge.pfil_member=0").strip() == "net.link.bridge.pfil_member=1 -> 0"
+    assert ok(host, "sysctl -q net.link.bridge.pfil_member=1") == ""
+    assert ok(host, "sysctl -i no.such.oid net.link.bridge.pfil_member").strip() == "net.link.bridge.pfil_member: 1"
+    rc, _out, err = sh(host, "sysctl -e no.such.oid")
+    assert rc == 1 and "sysctl: unknown oid 'no.such.oid'" in err
+    rc, _out, err = sh(host, "sysctl -W net.inet.ip.forwarding")
+    assert rc == 64 and "not implemented" in err
+
+
 def test_hostname_from_rc_conf(host):
     before = ok(host, "hostname").strip()
     ok(host, "sysrc hostname=renamed.standin.test >/dev/null")

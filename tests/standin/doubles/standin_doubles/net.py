@@ -21,7 +21,7 @@ import ipaddress
 import re
 import socket
 
-from .common import err, kernel, not_implemented, out
+from .common import err, getopt_strict, kernel, not_implemented, out
 
 SYSCTL_DEFAULTS = {
     "net.inet.ip.forwarding": "0",
@@ -489,10 +489,14 @@ def ifconfig_main(args):
 
 
 def sysctl_main(args):
-    only_value = False
-    if args and args[0] == "-n":
-        only_value = True
-        args = args[1:]
+    # After FreeBSD sbin/sysctl/sysctl.c: -n prints values only, -e separates
+    # name and value with '=' instead of ': ', -i ignores unknown names (parse()
+    # returns 0 for them), -q prints nothing on a set.  A set prints
+    # "name: old -> new" (show_var of the old value, then the new one).
+    opts, args = getopt_strict("sysctl", args, "einq")
+    flags = {flag for flag, _value in opts}
+    only_value, sep = "-n" in flags, "=" if "-e" in flags else ": "
+    ignore_unknown, quiet = "-i" in flags, "-q" in flags
     if not args or any(a.startswith("-") for a in args):
         not_implemented("sysctl", args)
     status = 0
@@ -501,25 +505,23 @@ def sysctl_main(args):
         table["kern.hostname"] = k.get("hostname", "standin")
         table.update(k["sysctl"])
         for a in args:
-            if "=" in a:
-                name, value = a.split("=", 1)
-                if name not in table:
+            name, value = a.split("=", 1) if "=" in a else (a, None)
+            if name not in table:
+                if not ignore_unknown:
                     err(f"sysctl: unknown oid '{name}'")
                     status = 1
-                    continue
-                if name in READ_ONLY:
-                    err(f"sysctl: oid '{name}' is read only")
-                    status = 1
-                    continue
-                old = table[name]
-                k["sysctl"][name] = value
-                out(f"{name}: {old} -> {value}")
-            else:
-                if a not in table:
-                    err(f"sysctl: unknown oid '{a}'")
-                    status = 1
-                    continue
-                out(table[a] if only_value else f"{a}: {table[a]}")
+                continue
+            if value is None:
+                out(table[name] if only_value else f"{name}{sep}{table[name]}")
+                continue
+            if name in READ_ONLY:
+                err(f"sysctl: oid '{name}' is read only")
+                status = 1
+                continue
+            old = table[name]
+            k["sysctl"][name] = value
+            if not quiet:
+                out(f"{old} -> {value}" if only_value else f"{name}{sep}{old} -> {value}")
     return status
 
 
