@@ -28,6 +28,13 @@ DEFAULT_JAILS = ("git", "cms", "db")
 THICK_SLOTS = frozenset({"db"})
 DB_PURPOSES = ("ops", "brain", "skills")
 LLM_MODES = ("own", "shared", "none")
+LLM_BACKENDS = ("ollama", "llama-cpp")
+# The LLM server's port in its jail, for either backend (PF lets agents with llm: shared reach it).
+LLM_PORT = 11434
+# The model file the llama-cpp package's rc.d script (llama_server) requires before it starts.
+LLAMA_SERVER_MODEL = "/var/db/llama-server/model.gguf"
+# jail(8) parameters of the db jail: PostgreSQL needs System V shared memory, semaphores and queues of its own.
+DB_JAIL_CONFIG = {"sysvshm": "new", "sysvsem": "new", "sysvmsg": "new"}
 STATES = ("present", "absent")
 
 # Bastille VNET jails: the epair is e0a_NAME/e0b_NAME and must stay below
@@ -92,6 +99,7 @@ HOST_DEFAULTS = {
     "warden_root": "/usr/local/warden",
     "warden_bastille_prefix": "/usr/local/bastille",
     "warden_etc_dir": "/usr/local/etc/warden",
+    "warden_llm_backend": "ollama",
 }
 HOST_KEYS = ("warden_agents", "warden_ext_if", "warden_backup", "warden_shared_llm", *HOST_DEFAULTS)
 # Variables the playbooks accept on the command line or set as facts.
@@ -518,6 +526,13 @@ def _host_settings(check, hostvars):
             f"{version!r} is not a supported PostgreSQL major version",
             f"use one of {POSTGRESQL_VERSIONS.start}..{POSTGRESQL_VERSIONS.stop - 1}",
         )
+    if settings["warden_llm_backend"] not in LLM_BACKENDS:
+        check.add(
+            None,
+            "warden_llm_backend",
+            f"{settings['warden_llm_backend']!r} is not one of {', '.join(LLM_BACKENDS)}",
+            did_you_mean(settings["warden_llm_backend"], LLM_BACKENDS),
+        )
     for key in ("warden_root", "warden_bastille_prefix", "warden_etc_dir"):
         if not isinstance(settings[key], str) or not settings[key].startswith("/") or settings[key].rstrip("/") == "":
             check.add(None, key, f"{settings[key]!r} is not an absolute directory", f"use e.g. {HOST_DEFAULTS[key]}")
@@ -708,6 +723,7 @@ def _agent_plan(check, name, name_ok, raw, settings, backup):
                 "cidr": f"{ips[slot]}/{net.prefixlen}",
                 "gateway": gateway,
                 "thick": slot in THICK_SLOTS,
+                **jail_software(slot, ips[slot], settings),
             }
             for slot in jails
             if slot in jail_names and slot in ips and net is not None
@@ -749,6 +765,59 @@ def _agent_plan(check, name, name_ok, raw, settings, backup):
         "args": args,
     }
     return agent, net
+
+
+def jail_software(slot, ip, settings):
+    """What runs in a service jail: the packages pkg installs in it, the rc.conf values set in the jail,
+    the services started in it (in this order) and its jail(8) parameters (Bastille's ``config set``).
+
+    The db jail's PostgreSQL is only enabled here: initdb, its configuration and its start come after,
+    from the database role.  llama-cpp's server starts once its model file is in place.
+    """
+    if slot == "git":
+        return {"packages": ["git"], "rc_conf": {"sshd_enable": "YES"}, "services": ["sshd"], "config": {}}
+    if slot == "cms":
+        return {"packages": ["nginx"], "rc_conf": {"nginx_enable": "YES"}, "services": ["nginx"], "config": {}}
+    if slot == "llm" and settings["warden_llm_backend"] == "llama-cpp":
+        rc_conf = {
+            "llama_server_enable": "YES",
+            "llama_server_model": LLAMA_SERVER_MODEL,
+            "llama_server_args": f"--host {ip} --port {LLM_PORT}",
+        }
+        return {"packages": ["llama-cpp"], "rc_conf": rc_conf, "services": [], "config": {}}
+    if slot == "llm":
+        rc_conf = {"ollama_enable": "YES", "ollama_env": f"OLLAMA_HOST={ip}:{LLM_PORT}"}
+        return {"packages": ["ollama"], "rc_conf": rc_conf, "services": ["ollama"], "config": {}}
+    version = settings["warden_postgresql_version"]
+    packages = [f"postgresql{version}-server", f"postgresql{version}-contrib", "pgvector", "python311",
+                "py311-psycopg2"]
+    return {"packages": packages, "rc_conf": {"postgresql_enable": "YES"}, "services": [],
+            "config": dict(DB_JAIL_CONFIG)}
+
+
+def host_jails(agents, shared, settings):
+    """Every service jail of the host, each with its agent and state: the agents' jails (absent agents'
+    jails are to be destroyed), then the shared LLM jail while a present agent uses it."""
+    jails = [
+        dict(jail, agent=agent["name"], state=agent["state"])
+        for agent in agents.values()
+        for jail in agent["jails"]
+    ]
+    if shared is not None and any(a["state"] == "present" and a["llm"]["mode"] == "shared" for a in agents.values()):
+        jails.append(
+            {
+                "slot": "llm",
+                "name": shared["name"],
+                "ip": shared["ip"],
+                "cidr": f"{shared['ip']}/{shared['_net'].prefixlen}",
+                "gateway": shared["gateway"],
+                "thick": False,
+                **jail_software("llm", shared["ip"], settings),
+                "agent": None,
+                "state": "present",
+            }
+        )
+    return jails
 
 
 def build_plan(host, hostvars, host_networks=(), role_vars=()):
@@ -827,6 +896,9 @@ def build_plan(host, hostvars, host_networks=(), role_vars=()):
         "warden_net": [str(n) for n in present_nets],
         "gateways": [f"{n.network_address + GATEWAY_HOST}/{n.prefixlen}" for n in present_nets],
         "shared_llm": public_shared,
+        "llm_backend": settings["warden_llm_backend"],
+        "llm_port": LLM_PORT,
+        "jails": host_jails(agents, shared, settings),
         "backup": backup,
         "agents": agents,
     }

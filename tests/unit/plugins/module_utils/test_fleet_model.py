@@ -305,3 +305,69 @@ def test_every_inventory_key_is_documented():
     keys += [f"`warden_backup.schedule.{k}`" for k in fleet_model.SCHEDULE_KEYS]
     missing = [k for k in keys if k not in doc]
     assert missing == []
+
+
+def test_every_service_jail_says_what_runs_in_it():
+    atlas = {j["slot"]: j for j in _example_plan()["agents"]["atlas"]["jails"]}
+    assert (atlas["git"]["packages"], atlas["git"]["rc_conf"], atlas["git"]["services"]) == (
+        ["git"], {"sshd_enable": "YES"}, ["sshd"])
+    assert (atlas["cms"]["packages"], atlas["cms"]["rc_conf"], atlas["cms"]["services"]) == (
+        ["nginx"], {"nginx_enable": "YES"}, ["nginx"])
+    assert atlas["llm"]["packages"] == ["ollama"]
+    assert atlas["llm"]["rc_conf"] == {"ollama_enable": "YES", "ollama_env": "OLLAMA_HOST=10.0.1.4:11434"}
+    assert atlas["llm"]["services"] == ["ollama"]
+    assert atlas["db"]["packages"] == [
+        "postgresql17-server", "postgresql17-contrib", "pgvector", "python311", "py311-psycopg2"]
+    assert atlas["db"]["rc_conf"] == {"postgresql_enable": "YES"}
+    # PostgreSQL is initialised and started by the database role, after the jail exists
+    assert atlas["db"]["services"] == []
+    assert atlas["db"]["config"] == {"sysvshm": "new", "sysvsem": "new", "sysvmsg": "new"}
+    assert all(atlas[slot]["config"] == {} for slot in ("git", "cms", "llm"))
+
+
+def test_llama_cpp_backend_listens_on_the_jail_address():
+    hostvars = copy.deepcopy(EXAMPLE["bsd1.example.net"])
+    hostvars["warden_llm_backend"] = "llama-cpp"
+    hostvars["warden_postgresql_version"] = 16
+    plan = plan_or_raise("h", hostvars)
+    jails = {j["slot"]: j for j in plan["agents"]["atlas"]["jails"]}
+    assert plan["llm_backend"] == "llama-cpp" and plan["llm_port"] == 11434
+    assert jails["llm"]["packages"] == ["llama-cpp"]
+    assert jails["llm"]["rc_conf"] == {
+        "llama_server_enable": "YES",
+        "llama_server_model": "/var/db/llama-server/model.gguf",
+        "llama_server_args": "--host 10.0.1.4 --port 11434",
+    }
+    # it needs the operator's model file first
+    assert jails["llm"]["services"] == []
+    assert jails["db"]["packages"][:2] == ["postgresql16-server", "postgresql16-contrib"]
+
+
+def test_unknown_llm_backend_is_a_problem():
+    hostvars = copy.deepcopy(EXAMPLE["bsd1.example.net"])
+    hostvars["warden_llm_backend"] = "olama"
+    _plan, problems = build_plan("h", hostvars)
+    assert [(p.field, p.fix) for p in problems] == [("warden_llm_backend", "did you mean 'ollama'?")]
+
+
+def test_host_jails_list_every_agent_jail_and_the_shared_llm_jail_in_use():
+    hostvars = {
+        "warden_ext_if": "em0",
+        "warden_shared_llm": {"subnet": "10.0.254"},
+        "warden_agents": {
+            "atlas": {"subnet": "10.0.1", "command": "/bin/a", "llm": "shared", "jails": ["git"]},
+            "bob": {"subnet": "10.0.2", "command": "/bin/b", "jails": ["db"], "state": "absent"},
+        },
+    }
+    plan = plan_or_raise("h", hostvars)
+    assert [(j["name"], j["agent"], j["state"], j["ip"], j["gateway"], j["thick"]) for j in plan["jails"]] == [
+        ("atlasgit", "atlas", "present", "10.0.1.2", "10.0.1.1", False),
+        ("bobdb", "bob", "absent", "10.0.2.5", "10.0.2.1", True),
+        ("llm", None, "present", "10.0.254.4", "10.0.254.1", False),
+    ]
+    shared = plan["jails"][-1]
+    assert shared["cidr"] == "10.0.254.4/24" and shared["services"] == ["ollama"]
+    assert shared["rc_conf"]["ollama_env"] == "OLLAMA_HOST=10.0.254.4:11434"
+    # without a present agent on it, the shared LLM jail is left alone (not listed, not destroyed)
+    hostvars["warden_agents"]["atlas"]["state"] = "absent"
+    assert [j["name"] for j in plan_or_raise("h", hostvars)["jails"]] == ["atlasgit", "bobdb"]
