@@ -87,9 +87,15 @@ AGENT_KEYS = {
     "args": "arguments of the agent runtime",
     "port": "listen port of the agent gateway (it also uses port + 3)",
     "state": "present | absent",
+    "secrets": "the agent's own secrets for its environment file, {NAME: value}; values vault-encrypted",
 }
 LOCALE_KEYS = ("display", "assistant", "system")
 SOUL_KEYS = ("repo", "version")
+SHARED_FILES_KEYS = ("src",)
+# Environment variable names (POSIX: letters, digits, underscore, not starting with a digit).
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The environment file's name for the password of the agent's database role.
+DB_PASSWORD_ENV = "WARDEN_DB_PASSWORD"
 SHARED_LLM_KEYS = ("name", "subnet", "ip")
 
 HOST_DEFAULTS = {
@@ -101,7 +107,14 @@ HOST_DEFAULTS = {
     "warden_etc_dir": "/usr/local/etc/warden",
     "warden_llm_backend": "ollama",
 }
-HOST_KEYS = ("warden_agents", "warden_ext_if", "warden_backup", "warden_shared_llm", *HOST_DEFAULTS)
+HOST_KEYS = (
+    "warden_agents",
+    "warden_ext_if",
+    "warden_backup",
+    "warden_shared_llm",
+    "warden_shared_files",
+    *HOST_DEFAULTS,
+)
 # Variables the playbooks accept on the command line or set as facts.
 RUNTIME_KEYS = ("warden_plan", "warden_plan_out", "warden_list_json")
 
@@ -677,7 +690,11 @@ def host_networks_from_facts(facts, bridge):
 
 def _check_unknown_host_vars(check, hostvars, role_vars):
     known = set(HOST_KEYS) | set(RUNTIME_KEYS) | set(role_vars)
-    nested = {"warden_backup": BACKUP_DEFAULTS, "warden_shared_llm": SHARED_LLM_KEYS}
+    nested = {
+        "warden_backup": BACKUP_DEFAULTS,
+        "warden_shared_llm": SHARED_LLM_KEYS,
+        "warden_shared_files": SHARED_FILES_KEYS,
+    }
     for key in hostvars:
         if not isinstance(key, str) or not key.startswith("warden_") or key in known:
             continue
@@ -753,6 +770,7 @@ def _agent_plan(check, name, name_ok, raw, settings, backup):
             "home": home,
             "workspace": f"{home}/workspace",
             "state": f"{home}/state",
+            "logs": f"{home}/logs",
             "soul": f"{home}/soul",
             "env_file": f"{settings['warden_etc_dir']}/{name}.env",
             "backup_dir": f"{backup['dir']}/{name}",
@@ -763,6 +781,8 @@ def _agent_plan(check, name, name_ok, raw, settings, backup):
         "soul": _agent_soul(check, name, raw, home),
         "command": command,
         "args": args,
+        # Names only: the values stay in the inventory, the plan is printed.
+        "secrets": _agent_secret_names(check, name, raw),
     }
     return agent, net
 
@@ -876,8 +896,14 @@ def build_plan(host, hostvars, host_networks=(), role_vars=()):
     if shared is not None:
         for name in shared_users:
             agents[name]["llm"].update(ip=shared["ip"], jail=shared["name"])
+    shared_files = _shared_files(check, hostvars.get("warden_shared_files"), settings)
     for agent in agents.values():
         agent["environment"] = _environment(agent)
+        if shared_files is not None:
+            agent["paths"]["shared"] = f"{agent['paths']['workspace']}/shared"
+            agent["environment"]["WARDEN_SHARED_DIR"] = shared_files["dir"]
+        _check_secret_names(check, agent)
+    _check_secret_reuse(check, agents_raw)
 
     present = [a for a in agents.values() if a["state"] == "present"]
     present_nets = sorted({nets[a["name"]] for a in present if a["name"] in nets})
@@ -896,6 +922,7 @@ def build_plan(host, hostvars, host_networks=(), role_vars=()):
         "warden_net": [str(n) for n in present_nets],
         "gateways": [f"{n.network_address + GATEWAY_HOST}/{n.prefixlen}" for n in present_nets],
         "shared_llm": public_shared,
+        "shared_files": shared_files,
         "llm_backend": settings["warden_llm_backend"],
         "llm_port": LLM_PORT,
         "jails": host_jails(agents, shared, settings),
@@ -997,7 +1024,112 @@ def _environment(agent):
     }
     if agent["port"] is not None:
         env["WARDEN_PORT"] = str(agent["port"])
+    env["WARDEN_LOG_DIR"] = agent["paths"]["logs"]
+    if agent["db"] is not None:
+        # The connection to the agent's own databases; the password (DB_PASSWORD_ENV) is added
+        # to the environment file only, never to the plan.
+        env["WARDEN_DB_HOST"] = agent["db"]["host"] or ""
+        env["WARDEN_DB_USER"] = agent["db"]["role"]
+        for purpose, database in agent["db"]["databases"].items():
+            env[f"WARDEN_DB_{purpose.upper()}"] = database
     return env
+
+
+def _agent_secret_names(check, name, settings):
+    """Validate the agent's secrets; return their names only."""
+    raw = settings.get("secrets")
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        check.add(name, "secrets", f"must be a mapping, got {_type_name(raw)}", "write secrets as NAME: value pairs")
+        return []
+    names = []
+    for key, value in raw.items():
+        if not isinstance(key, str) or not ENV_NAME_RE.match(key):
+            check.add(
+                name,
+                f"secrets.{key}",
+                "is not an environment variable name",
+                "use letters, digits and underscores, not starting with a digit, e.g. GATEWAY_TOKEN",
+            )
+            continue
+        text = _secret_text(value)
+        if text is None or not text or any(c in text for c in "\n\r\x00"):
+            # Never the value in a problem: only its name and kind.
+            check.add(
+                name,
+                f"secrets.{key}",
+                "must be a non-empty single-line string",
+                "quote the value (or vault-encrypt it with ansible-vault encrypt_string)",
+            )
+            continue
+        names.append(key)
+    return sorted(names)
+
+
+def _secret_text(value):
+    """A secret's text: plain strings and vault-encrypted values (decrypted on str()); None for other types."""
+    if isinstance(value, str):
+        return str(value)
+    if type(value).__name__ in ("EncryptedString", "AnsibleVaultEncryptedUnicode"):
+        return str(value)
+    return None
+
+
+def _check_secret_names(check, agent):
+    """A secret may not replace a value the plan derives, nor the database password."""
+    taken = set(agent["environment"]) | {DB_PASSWORD_ENV}
+    for key in agent["secrets"]:
+        if key in taken:
+            check.add(
+                agent["name"],
+                f"secrets.{key}",
+                "is a name the collection sets in the environment file",
+                "rename the secret (e.g. with a prefix of the runtime that reads it)",
+            )
+    agent["secrets"] = [key for key in agent["secrets"] if key not in taken]
+
+
+def _check_secret_reuse(check, agents_raw):
+    """One credential per agent: no secret value may belong to two agents (the value is never named)."""
+    owners = {}
+    for name in sorted(agents_raw, key=str):
+        raw = agents_raw[name]
+        secrets = raw.get("secrets") if isinstance(raw, dict) else None
+        if not isinstance(secrets, dict):
+            continue
+        for key in sorted(secrets, key=str):
+            text = _secret_text(secrets[key])
+            if not text:
+                continue
+            other = owners.get(text)
+            if other is not None and other[0] != name:
+                check.add(
+                    str(name),
+                    f"secrets.{key}",
+                    f"has the same value as agent '{other[0]}''s secret {other[1]}",
+                    "give every agent its own credential (one token per agent)",
+                )
+            else:
+                owners.setdefault(text, (str(name), key))
+
+
+def _shared_files(check, raw, settings):
+    """Files every agent reads and none can change: one source on the controller, one root-owned copy per host."""
+    if raw is None:
+        return None
+    raw = check.mapping(None, "warden_shared_files", raw, SHARED_FILES_KEYS)
+    src = raw.get("src")
+    if not isinstance(src, str) or not src.startswith("/"):
+        got = "nothing" if src is None else repr(src)
+        check.add(
+            None,
+            "warden_shared_files.src",
+            f"must be the absolute path of a directory on the controller, got {got}",
+            "e.g. warden_shared_files: {src: /srv/warden/shared} (its AGENTS.md, TOOLS.md, skills/)",
+        )
+        return None
+    return {"src": src.rstrip("/") or "/", "dir": f"{settings['warden_root']}/shared"}
 
 
 def plan_or_raise(host, hostvars, host_networks=(), role_vars=()):

@@ -371,3 +371,85 @@ def test_host_jails_list_every_agent_jail_and_the_shared_llm_jail_in_use():
     # without a present agent on it, the shared LLM jail is left alone (not listed, not destroyed)
     hostvars["warden_agents"]["atlas"]["state"] = "absent"
     assert [j["name"] for j in plan_or_raise("h", hostvars)["jails"]] == ["atlasgit", "bobdb"]
+
+
+def _runtime_hostvars():
+    return {
+        "warden_ext_if": "vtnet0",
+        "warden_agents": {
+            "atlas": {"subnet": "10.0.1", "command": "/bin/a", "secrets": {"GATEWAY_TOKEN": "tok-atlas-1"}},
+            "bob": {"subnet": "10.0.2", "command": "/bin/b", "jails": ["git"], "secrets": {"API_KEY": "key-bob"}},
+        },
+    }
+
+
+def test_secret_values_never_enter_the_plan_only_their_names():
+    plan = plan_or_raise("h", _runtime_hostvars())
+    assert plan["agents"]["atlas"]["secrets"] == ["GATEWAY_TOKEN"]
+    assert plan["agents"]["bob"]["secrets"] == ["API_KEY"]
+    text = repr(plan)
+    assert "tok-atlas-1" not in text and "key-bob" not in text
+
+
+def test_two_agents_with_the_same_secret_value_are_refused_naming_both_never_the_value():
+    hostvars = _runtime_hostvars()
+    hostvars["warden_agents"]["bob"]["secrets"]["GATEWAY_TOKEN"] = "tok-atlas-1"
+    problems = build_plan("h", hostvars)[1]
+    assert [(p.agent, p.field) for p in problems] == [("bob", "secrets.GATEWAY_TOKEN")]
+    assert "agent 'atlas'" in problems[0].message and "GATEWAY_TOKEN" in problems[0].message
+    assert "one token per agent" in problems[0].fix
+    assert "tok-atlas-1" not in str(problems[0])
+
+
+@pytest.mark.parametrize(
+    ("secrets", "field", "message"),
+    [
+        ({"1TOKEN": "x"}, "secrets.1TOKEN", "not an environment variable name"),
+        ({"TOKEN": ""}, "secrets.TOKEN", "non-empty single-line"),
+        ({"TOKEN": "a\nb"}, "secrets.TOKEN", "non-empty single-line"),
+        ({"TOKEN": 12345}, "secrets.TOKEN", "non-empty single-line"),
+        ({"WARDEN_DB_PASSWORD": "x"}, "secrets.WARDEN_DB_PASSWORD", "collection sets"),
+        ({"AGENT_NAME": "x"}, "secrets.AGENT_NAME", "collection sets"),
+        ({"WARDEN_DB_USER": "x"}, "secrets.WARDEN_DB_USER", "collection sets"),
+        (["TOKEN"], "secrets", "must be a mapping"),
+    ],
+)
+def test_bad_secrets_are_named_without_their_value(secrets, field, message):
+    hostvars = _runtime_hostvars()
+    hostvars["warden_agents"]["atlas"]["secrets"] = secrets
+    plan, problems = build_plan("h", hostvars)
+    assert [(p.agent, p.field) for p in problems] == [("atlas", field)]
+    assert message in problems[0].message
+    assert "a\nb" not in str(problems[0]) and "12345" not in str(problems[0])
+    assert plan["agents"]["atlas"]["secrets"] == []
+
+
+def test_env_gets_the_database_connection_log_dir_and_shared_dir_but_no_password():
+    hostvars = _runtime_hostvars()
+    hostvars["warden_shared_files"] = {"src": "/srv/warden/shared/"}
+    plan = plan_or_raise("h", hostvars)
+    assert plan["shared_files"] == {"src": "/srv/warden/shared", "dir": "/usr/local/warden/shared"}
+    atlas = plan["agents"]["atlas"]
+    env = atlas["environment"]
+    assert env["WARDEN_DB_HOST"] == "10.0.1.5" and env["WARDEN_DB_USER"] == "atlas"
+    assert (env["WARDEN_DB_OPS"], env["WARDEN_DB_BRAIN"], env["WARDEN_DB_SKILLS"]) == (
+        "atlas_ops",
+        "atlas_brain",
+        "atlas_skills",
+    )
+    assert "WARDEN_DB_PASSWORD" not in env
+    assert env["WARDEN_LOG_DIR"] == atlas["paths"]["logs"] == "/usr/local/warden/agents/atlas/logs"
+    assert env["WARDEN_SHARED_DIR"] == "/usr/local/warden/shared"
+    assert atlas["paths"]["shared"] == "/usr/local/warden/agents/atlas/workspace/shared"
+    # an agent without a db jail gets no database variables
+    assert plan["agents"]["bob"]["environment"]["WARDEN_DB_IP"] == ""
+    assert not [k for k in plan["agents"]["bob"]["environment"] if k.startswith("WARDEN_DB_") and k != "WARDEN_DB_IP"]
+
+
+def test_shared_files_are_optional_and_need_an_absolute_source():
+    plan = plan_or_raise("h", _runtime_hostvars())
+    assert plan["shared_files"] is None and "shared" not in plan["agents"]["atlas"]["paths"]
+    hostvars = _runtime_hostvars()
+    hostvars["warden_shared_files"] = {"src": "shared", "dest": "/x"}
+    problems = build_plan("h", hostvars)[1]
+    assert sorted(p.field for p in problems) == ["warden_shared_files.dest", "warden_shared_files.src"]
