@@ -86,6 +86,7 @@ AGENT_KEYS = {
     "command": "absolute path of the agent runtime",
     "args": "arguments of the agent runtime",
     "port": "listen port of the agent gateway (it also uses port + 3)",
+    "expose": "ports of the host's external interface redirected to one of the agent's jails",
     "state": "present | absent",
     "secrets": "the agent's own secrets for its environment file, {NAME: value}; values vault-encrypted",
 }
@@ -97,6 +98,11 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The environment file's name for the password of the agent's database role.
 DB_PASSWORD_ENV = "WARDEN_DB_PASSWORD"
 SHARED_LLM_KEYS = ("name", "subnet", "ip")
+EXPOSE_KEYS = ("port", "slot", "to", "proto")
+EXPOSE_PROTOS = ("tcp", "udp")
+EXPOSE_EXAMPLE = "{port: 8443, slot: cms, to: 443}"
+# Never redirected away from the host: SSH (the operator's way in).
+EXPOSE_RESERVED_PORTS = frozenset({22})
 
 HOST_DEFAULTS = {
     "warden_release": "14.3-RELEASE",
@@ -500,6 +506,50 @@ def _agent_port(check, name, settings):
     return port
 
 
+def _agent_expose(check, name, settings, jail_names, ips):
+    """Redirects (PF rdr) from the host's external interface to one of the agent's jails."""
+    raw = settings.get("expose", [])
+    if not isinstance(raw, list):
+        check.add(name, "expose", f"must be a list, got {_type_name(raw)}", f"write e.g. expose: [{EXPOSE_EXAMPLE}]")
+        return []
+    rules = []
+    for index, entry in enumerate(raw):
+        field = f"expose[{index}]"
+        if not isinstance(entry, dict):
+            check.add(name, field, f"must be a mapping, got {_type_name(entry)}", f"write e.g. {EXPOSE_EXAMPLE}")
+            continue
+        entry = check.mapping(name, field, entry, EXPOSE_KEYS)
+        proto = entry.get("proto", "tcp")
+        if proto not in EXPOSE_PROTOS:
+            check.add(name, f"{field}.proto", f"{proto!r} is not tcp or udp", "use proto: tcp or proto: udp")
+        ports = {}
+        for key in ("port", "to"):
+            value = entry.get(key, entry.get("port") if key == "to" else None)
+            if not _is_int(value) or not 1 <= value <= 65535:
+                got = "nothing" if value is None else repr(value)
+                check.add(name, f"{field}.{key}", f"must be a port number 1..65535, got {got}", "write it unquoted")
+            else:
+                ports[key] = value
+        if ports.get("port") in EXPOSE_RESERVED_PORTS:
+            check.add(name, f"{field}.port", f"port {ports['port']} is the host's SSH", "redirect another port")
+            ports.pop("port")
+        slot = entry.get("slot")
+        if slot == "db":
+            check.add(
+                name, f"{field}.slot", "the database is reachable only from the agent's own subnet",
+                "expose the service that uses the database (e.g. cms), not the db jail",
+            )
+        elif slot not in SLOTS or slot not in jail_names or slot not in ips:
+            check.add(
+                name, f"{field}.slot", f"{slot!r} is not one of the agent's jails",
+                f"use one of the agent's jails: {', '.join(s for s in jail_names if s != 'db') or 'none'}",
+            )
+        elif len(ports) == 2 and proto in EXPOSE_PROTOS:
+            rules.append({"proto": proto, "port": ports["port"], "slot": slot, "jail": jail_names[slot],
+                          "ip": ips[slot], "to": ports["to"]})
+    return rules
+
+
 def _check_text(check, agent, field, value, default):
     if value is None:
         return default
@@ -777,6 +827,7 @@ def _agent_plan(check, name, name_ok, raw, settings, backup):
         },
         "port": port,
         "ports": [port + offset for offset in PORT_OFFSETS] if port is not None else [],
+        "expose": _agent_expose(check, name, raw, jail_names, ips) if net is not None else [],
         "locale": _agent_locale(check, name, raw),
         "soul": _agent_soul(check, name, raw, home),
         "command": command,
@@ -982,6 +1033,7 @@ def _check_collisions(check, agents, nets, shared, host_networks):
             else:
                 jail_owner[jail["name"]] = (f"agent '{name}'", field)
 
+    _check_exposed_ports(check, agents)
     port_owner = {}
     for name in sorted(agents):
         for port in agents[name]["ports"]:
@@ -997,6 +1049,24 @@ def _check_collisions(check, agents, nets, shared, host_networks):
                 break
         for port in agents[name]["ports"]:
             port_owner.setdefault(port, name)
+
+
+def _check_exposed_ports(check, agents):
+    """A port of the host's external interface goes to one jail only."""
+    owner = {}
+    for name in sorted(agents):
+        if agents[name]["state"] != "present":
+            continue
+        for index, rule in enumerate(agents[name]["expose"]):
+            key = (rule["proto"], rule["port"])
+            if key in owner:
+                check.add(
+                    name, f"expose[{index}].port",
+                    f"{rule['proto']} port {rule['port']} of the host is already redirected to {owner[key]}",
+                    "pick another port of the host for this agent",
+                )
+            else:
+                owner[key] = f"agent '{name}' ({rule['jail']})"
 
 
 def _environment(agent):

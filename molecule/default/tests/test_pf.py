@@ -128,6 +128,20 @@ def test_pf_isolates_agents_and_keeps_ssh_open(host):
     assert verdict("203.0.113.9", "192.0.2.10", dport=443, iface="vtnet0") == "block"   # the operator's rule
 
 
+def test_pf_redirects_only_the_exposed_port(host):
+    """The example exposes the host's 8443 to atlas's cms jail, port 443 (expose: in the inventory)."""
+    pf = PF.from_host(NAME)
+    rdr = pf.translate("203.0.113.9", "192.0.2.10", proto="tcp", dport=8443, iface="vtnet0", direction="in")
+    assert (rdr.address, rdr.port, rdr.anchor) == ("10.0.1.3", 443, "warden/fleet")
+    assert pf.filter("203.0.113.9", "10.0.1.3", dport=443, iface="vtnet0", direction="in").action == "pass"
+    for port in (8444, 443, 5432):
+        assert pf.translate("203.0.113.9", "192.0.2.10", proto="tcp", dport=port, iface="vtnet0",
+                            direction="in").address is None
+    # behind the redirect, only the exposed jail and port: not the db jail, not another port of the cms jail
+    assert pf.filter("203.0.113.9", "10.0.1.5", dport=5432, iface="vtnet0", direction="in").action == "block"
+    assert pf.filter("203.0.113.9", "10.0.1.3", dport=80, iface="vtnet0", direction="in").action == "block"
+
+
 def test_pf_second_run_and_check_mode_change_nothing(host):
     assert recap_changed(host) > 0
     before = (read("/etc/pf.conf"), read("/etc/pf.warden.conf"), pf_state())

@@ -453,3 +453,18 @@ def test_shared_files_are_optional_and_need_an_absolute_source():
     hostvars["warden_shared_files"] = {"src": "shared", "dest": "/x"}
     problems = build_plan("h", hostvars)[1]
     assert sorted(p.field for p in problems) == ["warden_shared_files.dest", "warden_shared_files.src"]
+
+
+def test_expose_derives_the_jail_address_and_defaults():
+    agents = {
+        "atlas": {"subnet": "10.0.1", "command": "/b", "ips": {"cms": "10.0.1.30"},
+                  "expose": [{"port": 8443, "slot": "cms", "to": 443}, {"port": 2222, "slot": "git", "proto": "udp"}]},
+        "bob": {"subnet": "10.0.2", "command": "/b", "state": "absent", "expose": [{"port": 8443, "slot": "cms"}]},
+    }
+    plan = plan_or_raise("h", {"warden_ext_if": "em0", "warden_agents": agents})
+    assert plan["agents"]["atlas"]["expose"] == [
+        {"proto": "tcp", "port": 8443, "slot": "cms", "jail": "atlascms", "ip": "10.0.1.30", "to": 443},
+        {"proto": "udp", "port": 2222, "slot": "git", "jail": "atlasgit", "ip": "10.0.1.2", "to": 2222},
+    ]
+    # an absent agent's redirect no longer holds the host's port
+    assert plan["agents"]["bob"]["expose"][0]["port"] == 8443
