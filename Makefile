@@ -4,7 +4,7 @@
 #   make lint     yamllint, ansible-lint (production profile), ruff
 #   make sanity   ansible-test sanity on an exported copy of the tree
 #   make unit     pytest tests/unit
-#   make integration  backup/restore tests with real files, zstd and PostgreSQL
+#   make integration  tests with real files, git repositories, zstd and PostgreSQL (tests/integration)
 #   make bench-backup backup benchmark (BENCH_ARGS="--size-mb 60" for a quick run)
 #   make bench-fleet  no-op site.yml re-run with 1, 10 and 20 agents on stand-ins (root)
 #   make plan     render the example inventory's plan (playbooks/validate.yml)
@@ -75,7 +75,7 @@ unit: $(STAMP)
 # backup/list/restore playbooks against a local stand-in.
 .PHONY: integration bench-backup
 integration: $(STAMP)
-	$(BIN)/python -m pytest tests/integration/backup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider tests/integration $(PYTEST_ARGS)
 
 # Backup benchmark (not a test): BENCH_ARGS="--size-mb 60" for a quick run.
 bench-backup: $(STAMP)
