@@ -22,11 +22,11 @@ description:
     replaced.
   - Starts or stops the jail (C(bastille start|stop NAME)); destroys a jail whose C(state) is C(absent) with
     C(bastille destroy -a -f -y NAME).
-  - Bastille prefix-matches its targets (C(bastille destroy agent) destroys C(agent1) when it is the only match):
-    before every call that targets a jail the module checks that the exact name exists
+  - Bastille prefix-matches its targets (C(bastille destroy agent) destroys C(agent1) when it is the only match),
+    so before every call that targets a jail the module checks that the exact name exists
     (C(${bastille_jailsdir}/NAME/jail.conf)).
   - Bastille's exit codes lie (C(start) exits 0 when the jail did not start, C(destroy) exits 0 when it
-    destroyed nothing, C(mount) exits 0 for a stopped jail): after every call the module reads the end state
+    destroyed nothing, C(mount) exits 0 for a stopped jail), so after every call the module reads the end state
     (the jail's files, C(jls -j NAME jid)) and fails with Bastille's output when it is not the wanted one.
   - A jail's address, gateway and thick/thin type are set when it is created; a difference on an existing jail
     is reported as a warning and left alone (changing it means destroying the jail).
@@ -86,7 +86,7 @@ options:
         type: int
       config:
         description:
-          - jail(8) parameters to set in the jail's jail.conf, for example C({sysvshm: new}).
+          - jail(8) parameters to set in the jail's jail.conf, for example C(sysvshm) set to C(new).
           - Booleans are written as C(true)/C(false); an empty value or null sets the bare parameter (C(KEY;)).
           - Parameters not listed are left alone.
         type: dict
