@@ -838,6 +838,17 @@ def _agent_plan(check, name, name_ok, raw, settings, backup):
     return agent, net
 
 
+def bastille_dirs(prefix, release):
+    """Bastille's directories as the collection's bastille.conf sets them (1.4.4's defaults under the prefix)."""
+    return {
+        "prefix": prefix,
+        "jailsdir": f"{prefix}/jails",
+        "releasesdir": f"{prefix}/releases",
+        "release_dir": f"{prefix}/releases/{release}",
+        "logsdir": "/var/log/bastille",
+    }
+
+
 def jail_software(slot, ip, settings):
     """What runs in a service jail: the packages pkg installs in it, the rc.conf values set in the jail,
     the services started in it (in this order) and its jail(8) parameters (Bastille's ``config set``).
@@ -970,6 +981,7 @@ def build_plan(host, hostvars, host_networks=(), role_vars=()):
         "root": settings["warden_root"],
         "etc_dir": settings["warden_etc_dir"],
         "bastille_prefix": settings["warden_bastille_prefix"],
+        "bastille": bastille_dirs(settings["warden_bastille_prefix"], settings["warden_release"]),
         "warden_net": [str(n) for n in present_nets],
         "gateways": [f"{n.network_address + GATEWAY_HOST}/{n.prefixlen}" for n in present_nets],
         "shared_llm": public_shared,

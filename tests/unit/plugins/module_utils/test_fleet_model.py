@@ -373,6 +373,18 @@ def test_host_jails_list_every_agent_jail_and_the_shared_llm_jail_in_use():
     assert [j["name"] for j in plan_or_raise("h", hostvars)["jails"]] == ["atlasgit", "bobdb"]
 
 
+def test_bastille_directories_follow_the_prefix_and_release():
+    hostvars = copy.deepcopy(EXAMPLE["bsd1.example.net"])
+    hostvars["warden_bastille_prefix"] = "/srv/bastille/"
+    assert plan_or_raise("h", hostvars)["bastille"] == {
+        "prefix": "/srv/bastille",
+        "jailsdir": "/srv/bastille/jails",
+        "releasesdir": "/srv/bastille/releases",
+        "release_dir": "/srv/bastille/releases/14.3-RELEASE",
+        "logsdir": "/var/log/bastille",
+    }
+
+
 def _runtime_hostvars():
     return {
         "warden_ext_if": "vtnet0",
