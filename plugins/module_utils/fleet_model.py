@@ -91,7 +91,7 @@ AGENT_KEYS = {
     "secrets": "the agent's own secrets for its environment file, {NAME: value}; values vault-encrypted",
 }
 LOCALE_KEYS = ("display", "assistant", "system")
-SOUL_KEYS = ("repo", "version")
+SOUL_KEYS = ("repo", "version", "key_file")
 SHARED_FILES_KEYS = ("src",)
 # Environment variable names (POSIX: letters, digits, underscore, not starting with a digit).
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -434,8 +434,16 @@ def _agent_locale(check, name, settings):
     return locale
 
 
-def _agent_soul(check, name, settings, home):
-    raw = settings.get("soul")
+def _soul_dest(settings, name):
+    """The agent's soul checkout: root's, outside the agent's home, so the agent can never change what root's git
+    runs in."""
+    return f"{settings['warden_root']}/souls/{name}"
+
+
+def _agent_soul(check, name, agent_settings, settings, home):
+    """The soul entry of warden.fleet.soul_repo: the repository and version, the checkout, the workspace its files
+    go to and who owns them there."""
+    raw = agent_settings.get("soul")
     if raw is None:
         return None
     raw = check.mapping(name, "soul", raw, SOUL_KEYS)
@@ -465,7 +473,21 @@ def _agent_soul(check, name, settings, home):
         check.add(
             name, "soul.version", f"'{version}' is a moving branch, not a pinned version", "use a tag or a commit id"
         )
-    return {"repo": repo, "version": version, "dest": f"{home}/soul"}
+    key_file = raw.get("key_file")
+    if key_file is not None and not (isinstance(key_file, str) and re.match(r"^/\S+$", key_file)):
+        check.add(
+            name, "soul.key_file", f"{key_file!r} is not an absolute path", "give the deploy key's path on the host"
+        )
+    return {
+        "agent": name,
+        "repo": repo,
+        "version": version,
+        "dest": _soul_dest(settings, name),
+        "workspace": f"{home}/workspace",
+        "owner": name,
+        "group": name,
+        "key_file": key_file,
+    }
 
 
 def _agent_command(check, name, settings):
@@ -821,7 +843,7 @@ def _agent_plan(check, name, name_ok, raw, settings, backup):
             "workspace": f"{home}/workspace",
             "state": f"{home}/state",
             "logs": f"{home}/logs",
-            "soul": f"{home}/soul",
+            "soul": _soul_dest(settings, name),
             "env_file": f"{settings['warden_etc_dir']}/{name}.env",
             "backup_dir": f"{backup['dir']}/{name}",
         },
@@ -829,7 +851,7 @@ def _agent_plan(check, name, name_ok, raw, settings, backup):
         "ports": [port + offset for offset in PORT_OFFSETS] if port is not None else [],
         "expose": _agent_expose(check, name, raw, jail_names, ips) if net is not None else [],
         "locale": _agent_locale(check, name, raw),
-        "soul": _agent_soul(check, name, raw, home),
+        "soul": _agent_soul(check, name, raw, settings, home),
         "command": command,
         "args": args,
         # Names only: the values stay in the inventory, the plan is printed.

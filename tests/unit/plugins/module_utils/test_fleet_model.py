@@ -129,14 +129,29 @@ def test_example_inventory_derives_atlas():
     assert atlas["paths"]["env_file"] == "/usr/local/etc/warden/atlas.env"
     assert atlas["paths"]["backup_dir"] == "/var/backups/warden/atlas"
     assert atlas["soul"] == {
+        "agent": "atlas",
         "repo": "https://git.example.net/souls/atlas.git",
         "version": "v1.2.0",
-        "dest": "/usr/local/warden/agents/atlas/soul",
+        "dest": "/usr/local/warden/souls/atlas",
+        "workspace": "/usr/local/warden/agents/atlas/workspace",
+        "owner": "atlas",
+        "group": "atlas",
+        "key_file": None,
     }
+    assert atlas["paths"]["soul"] == atlas["soul"]["dest"]
     env = atlas["environment"]
     assert env["WARDEN_DB_IP"] == "10.0.1.5"
     assert env["WARDEN_OLLAMA_IP"] == env["WARDEN_LLAMA_CPP_IP"] == "10.0.1.4"
     assert (env["DISPLAY_LOCALE"], env["ASSISTANT_LOCALE"], env["SYSTEM_LOCALE"]) == ("sl-SI", "sl-SI", "sl_SI.UTF-8")
+
+
+def test_a_soul_deploy_key_reaches_the_soul_entry():
+    agent = {"subnet": "10.0.1", "command": "/bin/a",
+             "soul": {"repo": "git@git.example.net:souls/atlas.git", "version": "v1", "key_file": "/root/keys/atlas"}}
+    plan, problems = build_plan("h", {"warden_ext_if": "vtnet0", "warden_agents": {"atlas": agent}})
+    assert problems == []
+    assert plan["agents"]["atlas"]["soul"]["key_file"] == "/root/keys/atlas"
+    assert plan["agents"]["atlas"]["soul"]["dest"] == "/usr/local/warden/souls/atlas"
 
 
 def test_example_inventory_derives_clawdie_without_llm():
