@@ -15,7 +15,7 @@ description:
     an agent with a db jail) and the agent's own secrets (O(secrets)), one C(NAME='value') line each, as sh(1) reads
     it back (C(set -a; . FILE))."
   - The file is owned by the agent's user and group, mode C(0600), and written atomically (a temporary file in the
-    same root-owned directory, owned and moded on its descriptor, synced, renamed): a reader sees the old or the new
+    same root-owned directory, owned and moded on its descriptor, synced, renamed), so a reader sees the old or the new
     file, never a part. The directory is opened without following symlinks.
   - Secrets never leave the host through this module. O(db_passwords) and O(secrets) are C(no_log) options (Ansible
     masks their values in every output), and the diff shows the names with every value the plan does not list
