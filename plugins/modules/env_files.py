@@ -33,8 +33,9 @@ options:
     type: dict
     default: {}
   secrets:
-    description: Per agent name, its secrets C({NAME: value}) (the inventory's C(warden_agents[NAME].secrets)). The
-      model already refused names that clash with the plan's environment and values shared by two agents.
+    description:
+      - "Per agent name, its secrets C({NAME: value}) (the inventory's C(warden_agents[NAME].secrets))."
+      - The model already refused names that clash with the plan's environment and values shared by two agents.
     type: dict
     default: {}
 extends_documentation_fragment:
