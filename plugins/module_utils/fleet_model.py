@@ -35,6 +35,19 @@ LLM_PORT = 11434
 LLAMA_SERVER_MODEL = "/var/db/llama-server/model.gguf"
 # jail(8) parameters of the db jail: PostgreSQL needs System V shared memory, semaphores and queues of its own.
 DB_JAIL_CONFIG = {"sysvshm": "new", "sysvsem": "new", "sysvmsg": "new"}
+# PostgreSQL extensions an agent's databases can have, with the FreeBSD package that ships each
+# (pgvector; the others are in postgresqlNN-contrib, which the db jail gets). vector is always there.
+DB_EXTENSION_PACKAGES = {
+    "vector": "pgvector",
+    **{
+        ext: "postgresql-contrib"
+        for ext in (
+            "btree_gin", "btree_gist", "citext", "cube", "earthdistance", "fuzzystrmatch", "hstore", "intarray",
+            "ltree", "pg_stat_statements", "pg_trgm", "pgcrypto", "tablefunc", "unaccent", "uuid-ossp",
+        )
+    },
+}
+DB_DEFAULT_EXTENSIONS = ("vector",)
 STATES = ("present", "absent")
 
 # Bastille VNET jails: the epair is e0a_NAME/e0b_NAME and must stay below
@@ -89,6 +102,7 @@ AGENT_KEYS = {
     "expose": "ports of the host's external interface redirected to one of the agent's jails",
     "state": "present | absent",
     "secrets": "the agent's own secrets for its environment file, {NAME: value}; values vault-encrypted",
+    "db_extensions": "PostgreSQL extensions in the agent's databases besides vector (default: warden_db_extensions)",
 }
 LOCALE_KEYS = ("display", "assistant", "system")
 SOUL_KEYS = ("repo", "version", "key_file")
@@ -112,6 +126,9 @@ HOST_DEFAULTS = {
     "warden_bastille_prefix": "/usr/local/bastille",
     "warden_etc_dir": "/usr/local/etc/warden",
     "warden_llm_backend": "ollama",
+    # On the controller: one 0600 password file per agent database role, outside any repository.
+    "warden_credentials_dir": "~/.config/warden/credentials",
+    "warden_db_extensions": [],
 }
 HOST_KEYS = (
     "warden_agents",
@@ -623,7 +640,38 @@ def _host_settings(check, hostvars):
             check.add(None, key, f"{settings[key]!r} is not an absolute directory", f"use e.g. {HOST_DEFAULTS[key]}")
         else:
             settings[key] = settings[key].rstrip("/")
+    creds = settings["warden_credentials_dir"]
+    if not isinstance(creds, str) or not creds.startswith(("/", "~")) or creds.rstrip("/") in ("", "~"):
+        check.add(
+            None,
+            "warden_credentials_dir",
+            f"{creds!r} is not an absolute directory on the controller",
+            f"use e.g. {HOST_DEFAULTS['warden_credentials_dir']}, outside any repository",
+        )
+    else:
+        settings["warden_credentials_dir"] = creds.rstrip("/")
+    settings["warden_db_extensions"] = _db_extensions(check, None, "warden_db_extensions",
+                                                      settings["warden_db_extensions"])
     return settings
+
+
+def _db_extensions(check, agent, field, raw):
+    """The extensions asked for besides vector, each one FreeBSD packages (DB_EXTENSION_PACKAGES)."""
+    if not isinstance(raw, list):
+        check.add(agent, field, f"must be a list, got {_type_name(raw)}", "write e.g. [pgcrypto, uuid-ossp]")
+        return []
+    extensions = []
+    for ext in raw:
+        if ext not in DB_EXTENSION_PACKAGES:
+            check.add(
+                agent,
+                field,
+                f"{ext!r} is not a PostgreSQL extension of FreeBSD's pgvector or postgresqlNN-contrib packages",
+                did_you_mean(ext, DB_EXTENSION_PACKAGES),
+            )
+        elif ext not in extensions and ext not in DB_DEFAULT_EXTENSIONS:
+            extensions.append(ext)
+    return extensions
 
 
 def _backup_settings(check, raw):
@@ -824,6 +872,12 @@ def _agent_plan(check, name, name_ok, raw, settings, backup):
                 "jail": jail_names.get("db"),
                 "host": ips.get("db"),
                 "databases": {purpose: f"{name}_{purpose}" for purpose in DB_PURPOSES},
+                # Extensions created in each of those databases: vector, then the inventory's.
+                "extensions": [*DB_DEFAULT_EXTENSIONS, *_db_extensions(
+                    check, name, "db_extensions", raw.get("db_extensions", settings["warden_db_extensions"]))],
+                # The only network that may log in (pg_hba), and the role's password file on the controller.
+                "client_cidr": str(net) if net is not None else None,
+                "password_file": f"{settings['warden_credentials_dir']}/{check.host}/{name}.db",
             }
             if "db" in jails
             else None

@@ -119,6 +119,9 @@ def test_example_inventory_derives_atlas():
         "jail": "atlasdb",
         "host": "10.0.1.5",
         "databases": {"ops": "atlas_ops", "brain": "atlas_brain", "skills": "atlas_skills"},
+        "extensions": ["vector", "pgcrypto", "uuid-ossp"],
+        "client_cidr": "10.0.1.0/24",
+        "password_file": "~/.config/warden/credentials/bsd1.example.net/atlas.db",
     }
     assert atlas["llm"] == {"mode": "own", "ip": "10.0.1.4", "jail": "atlasllm"}
     assert atlas["service"]["rc_script"] == "/usr/local/etc/rc.d/atlas"
@@ -400,6 +403,21 @@ def test_bastille_directories_follow_the_prefix_and_release():
     }
 
 
+def test_expose_derives_the_jail_address_and_defaults():
+    agents = {
+        "atlas": {"subnet": "10.0.1", "command": "/b", "ips": {"cms": "10.0.1.30"},
+                  "expose": [{"port": 8443, "slot": "cms", "to": 443}, {"port": 2222, "slot": "git", "proto": "udp"}]},
+        "bob": {"subnet": "10.0.2", "command": "/b", "state": "absent", "expose": [{"port": 8443, "slot": "cms"}]},
+    }
+    plan = plan_or_raise("h", {"warden_ext_if": "em0", "warden_agents": agents})
+    assert plan["agents"]["atlas"]["expose"] == [
+        {"proto": "tcp", "port": 8443, "slot": "cms", "jail": "atlascms", "ip": "10.0.1.30", "to": 443},
+        {"proto": "udp", "port": 2222, "slot": "git", "jail": "atlasgit", "ip": "10.0.1.2", "to": 2222},
+    ]
+    # an absent agent's redirect no longer holds the host's port
+    assert plan["agents"]["bob"]["expose"][0]["port"] == 8443
+
+
 def _runtime_hostvars():
     return {
         "warden_ext_if": "vtnet0",
@@ -482,16 +500,28 @@ def test_shared_files_are_optional_and_need_an_absolute_source():
     assert sorted(p.field for p in problems) == ["warden_shared_files.dest", "warden_shared_files.src"]
 
 
-def test_expose_derives_the_jail_address_and_defaults():
-    agents = {
-        "atlas": {"subnet": "10.0.1", "command": "/b", "ips": {"cms": "10.0.1.30"},
-                  "expose": [{"port": 8443, "slot": "cms", "to": 443}, {"port": 2222, "slot": "git", "proto": "udp"}]},
-        "bob": {"subnet": "10.0.2", "command": "/b", "state": "absent", "expose": [{"port": 8443, "slot": "cms"}]},
+def test_db_gets_vector_then_the_inventory_extensions_its_client_network_and_password_file():
+    hostvars = {
+        "warden_ext_if": "vtnet0",
+        "warden_db_extensions": ["pgcrypto"],
+        "warden_agents": {
+            "atlas": {"subnet": "10.0.1", "command": "/bin/a", "db_extensions": ["uuid-ossp", "vector", "uuid-ossp"]},
+            "bob": {"subnet": "10.0.2", "command": "/bin/b"},
+        },
     }
-    plan = plan_or_raise("h", {"warden_ext_if": "em0", "warden_agents": agents})
-    assert plan["agents"]["atlas"]["expose"] == [
-        {"proto": "tcp", "port": 8443, "slot": "cms", "jail": "atlascms", "ip": "10.0.1.30", "to": 443},
-        {"proto": "udp", "port": 2222, "slot": "git", "jail": "atlasgit", "ip": "10.0.1.2", "to": 2222},
-    ]
-    # an absent agent's redirect no longer holds the host's port
-    assert plan["agents"]["bob"]["expose"][0]["port"] == 8443
+    plan = plan_or_raise("bsd1", hostvars)
+    atlas, bob = plan["agents"]["atlas"]["db"], plan["agents"]["bob"]["db"]
+    # vector always, first and once; an agent's own list replaces the host's
+    assert atlas["extensions"] == ["vector", "uuid-ossp"]
+    assert bob["extensions"] == ["vector", "pgcrypto"]
+    assert atlas["client_cidr"] == "10.0.1.0/24" and bob["client_cidr"] == "10.0.2.0/24"
+    # one file per host and agent, under the controller's credentials directory (never in the plan: the value)
+    assert atlas["password_file"] == "~/.config/warden/credentials/bsd1/atlas.db"
+    hostvars["warden_credentials_dir"] = "/srv/vault/warden/"
+    assert plan_or_raise("bsd1", hostvars)["agents"]["bob"]["db"]["password_file"] == "/srv/vault/warden/bsd1/bob.db"
+
+
+def test_every_db_extension_names_the_freebsd_package_that_ships_it():
+    assert fleet_model.DB_EXTENSION_PACKAGES["vector"] == "pgvector"
+    assert fleet_model.DB_EXTENSION_PACKAGES["pgcrypto"] == fleet_model.DB_EXTENSION_PACKAGES["uuid-ossp"]
+    assert set(fleet_model.DB_DEFAULT_EXTENSIONS) <= set(fleet_model.DB_EXTENSION_PACKAGES)
