@@ -550,17 +550,8 @@ def state(name):
     result["pf"] = pfctl.summary(k["pf"])
     result["rc_conf"] = rcconf.read_all(r("/etc/rc.conf"))
     # services: every rc.d script, enabled (rc.subr "enabled") and pid (onestatus)
-    services = {}
-    for d in ("/etc/rc.d", "/usr/local/etc/rc.d"):
-        if not os.path.isdir(r(d)):
-            continue
-        for n in sorted(os.listdir(r(d))):
-            rc_en, _o = _chroot_out(name, ["/usr/sbin/service", n, "enabled"])
-            rc_st, st_out = _chroot_out(name, ["/usr/sbin/service", n, "onestatus"])
-            m = re.search(r"is running as pid ([0-9 ]+)\.", st_out)
-            services[n] = {"script": f"{d}/{n}", "enabled": rc_en == 0, "running": bool(m),
-                           "pids": [int(x) for x in m.group(1).split()] if m else []}
-    result["services"] = services
+    import standin_state  # the parts of `state` beyond the kernel file
+    result["services"] = standin_state.service_table(sys.modules[__name__], name)
     users, groups = {}, {}
     base_users = {u[0] for u in layout.BASE_USERS}
     with open(r("/etc/master.passwd"), encoding="utf-8") as fh:
@@ -609,7 +600,6 @@ def state(name):
             continue
         result["processes"].append({"pid": pid, "cmdline": cmdline})
     # rc_conf merged, routes, interface kinds, process owners, jails' services
-    import standin_state
     standin_state.add(sys.modules[__name__], name, result, k)
     return result
 
