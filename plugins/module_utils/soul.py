@@ -621,8 +621,9 @@ class SoulInstaller:
             self._resolve_tag(soul, version, key_file, pins)
         if soul.problems or not soul.commit:
             return
-        # Verify: the commit is what was pinned (or what the tag named), and its objects are here.
-        if git.rev(soul.git_dir, soul.commit) != soul.commit:
+        # Verify: the commit is what was pinned (or what the tag named), and its objects are here (HEAD, when
+        # it is the installed one, was just resolved).
+        if soul.commit != soul.previous and git.rev(soul.git_dir, soul.commit) != soul.commit:
             soul.problem(f"commit {soul.commit} did not verify in {soul.git_dir}")
             return
         soul.entries = git.tree(soul.git_dir, soul.commit)
@@ -661,7 +662,7 @@ class SoulInstaller:
 
     def _resolve_commit(self, soul, commit, key_file):
         git = self.git
-        if git.rev(soul.git_dir, commit) != commit:
+        if commit != soul.previous and git.rev(soul.git_dir, commit) != commit:
             soul.fetched = True
             try:
                 git.run(["fetch", "-q", "--no-tags", "--end-of-options", soul.entry["repo"], commit], soul.git_dir,
@@ -837,13 +838,14 @@ class SoulInstaller:
         if soul.problems:
             return
         # HEAD records what the workspace was installed from: moved only once every file is in place.
-        if soul.commit != soul.previous:
-            try:
-                self.git.run(["-c", "advice.detachedHead=false", "checkout", "-q", "--force", "--detach",
-                              soul.commit], soul.dest)
-            except GitError as exc:
-                soul.problem(f"checkout of {soul.commit} in {soul.dest}: {exc}")
-                return
+        if soul.commit == soul.previous:
+            return
+        try:
+            self.git.run(["-c", "advice.detachedHead=false", "checkout", "-q", "--force", "--detach", soul.commit],
+                         soul.dest)
+        except GitError as exc:
+            soul.problem(f"checkout of {soul.commit} in {soul.dest}: {exc}")
+            return
         head = self.git.rev(soul.dest, "HEAD")
         if head != soul.commit:
             soul.problem(f"{soul.dest} is at {head} after checkout, not {soul.commit}")

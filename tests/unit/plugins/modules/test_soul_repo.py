@@ -616,3 +616,45 @@ def test_two_entries_for_one_checkout_are_refused(host):
     entry = _installed(host)
     with pytest.raises(SoulError, match="dest .* is also atlas's"):
         host.run([entry, dict(entry, agent="hermes", workspace=str(host.root / "w2"))])
+
+
+def test_a_noop_call_runs_a_few_local_git_commands_per_agent_and_no_fetch(host, monkeypatch):
+    repos = [host.repo(name) for name in ("atlas", "hermes", "pi")]
+    entries = []
+    for repo in repos:
+        entries.append(host.entry(repo.agent, repo.bare, repo.commit()))
+        repo.push("HEAD:refs/heads/main")
+    host.run(entries)
+    calls = []
+    real_run = Git.run
+
+    def counting_run(self, args, *rest, **kwargs):
+        calls.append(args[0])
+        return real_run(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(Git, "run", counting_run)
+    assert host.run(entries).changed_agents == []
+    assert not {"fetch", "ls-remote", "checkout", "init"} & set(calls)
+    # HEAD, the origin URL, the tree, the blobs.
+    assert len(calls) == 4 * len(entries)
+
+
+def test_a_tag_recreated_on_the_same_commit_has_not_moved(host):
+    repo = host.repo()
+    commit = repo.commit()
+    repo.tag("v1")
+    repo.push("v1")
+    entry = host.entry("atlas", repo.bare, "v1")
+    host.run([entry])
+    _git("tag", "-f", "-a", "-m", "same commit, new message", "v1", commit, cwd=repo.work)
+    repo.push("v1", force=True)
+    result = host.run([entry]).results["atlas"]
+    assert result["moved_tag"] is None and result["changed"] is False and result["commit"] == commit
+
+
+def test_a_workspace_owned_by_someone_else_is_refused(host):
+    entry = _installed(host)
+    os.chown(entry["workspace"], AGENT_UID + 1, AGENT_GID)
+    with pytest.raises(SoulError, match=f"is owned by uid {AGENT_UID + 1}, not {AGENT_UID}"):
+        host.run([entry])
+    assert os.listdir(entry["workspace"]) == []
