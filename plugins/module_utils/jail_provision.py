@@ -111,7 +111,8 @@ def rc_values(run, name, variables):
     if not variables:
         return {}
     rc, out, err = run(SYSRC.argv("jail ignore_unknown env_format", jail=name) + sorted(variables))
-    if rc != 0:
+    # sysrc exits 1 when a variable is unset, silently with -i (usr.sbin/sysrc/sysrc): only a message is an error
+    if rc != 0 and (rc != 1 or err.strip()):
         raise ProvisionError(f"{name}: sysrc -j {name} failed (rc={rc}): {(err or out).strip()}")
     values = {}
     for line in out.splitlines():

@@ -279,6 +279,7 @@ def _seed_etc(p, hostname):
     _write(os.path.join(etc, "rc.conf"), f'hostname="{hostname}"\n')
     os.makedirs(os.path.join(etc, "defaults"), exist_ok=True)
     shutil.copyfile(os.path.join(DOUBLES, "etc", "defaults.rc.conf"), os.path.join(etc, "defaults", "rc.conf"))
+    shutil.copyfile(os.path.join(DOUBLES, "etc", "defaults.devfs.rules"), os.path.join(etc, "defaults", "devfs.rules"))
     shutil.copyfile(os.path.join(DOUBLES, "rc.subr"), os.path.join(etc, "rc.subr"))
     os.makedirs(os.path.join(etc, "rc.d"), exist_ok=True)
     # /etc/rc, rc.shutdown, network.subr and the base rc.d scripts
@@ -336,6 +337,8 @@ def up(name, ext_if="vtnet0", ext_addr="192.0.2.10/24", gateway="192.0.2.1",
             os.chmod(full, mode)
         _seed_etc(p, hostname)
         _private_tools(root)
+        # pkg is bootstrapped: the real pkg is in /usr/local/sbin (FREEBSD-NOTES: a host needs it first)
+        _write(os.path.join(root, "usr/local/sbin/pkg"), layout.double_script("pkg"), 0o555)
         _write(os.path.join(root, "var/db/pkg/local.json"), json.dumps({
             "pkg": {"version": "2.1.2", "origin": "ports-mgmt/pkg", "automatic": False},
             "python311": {"version": "3.11.13", "origin": "lang/python311", "automatic": False}},

@@ -199,6 +199,13 @@ def _install_base_files(root):
             continue
         with open(path, encoding="utf-8") as fh:
             atomic_write(target, fh.read(), 0o644)
+    # base.txz's rc.d scripts of the daemons a service jail runs (FreeBSD libexec/rc/rc.d)
+    for path in ("/etc/rc.d/sshd",):
+        target = os.path.join(root, path.lstrip("/"))
+        if not os.path.lexists(target) and os.path.isfile(path):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(path, encoding="utf-8") as fh:
+                atomic_write(target, fh.read(), 0o555)
 
 
 # ------------------------------------------------------------------ start and stop

@@ -79,6 +79,9 @@ COMMANDS = {
     "/usr/sbin/daemon": "daemon",
     "/usr/sbin/zfs": "zfs",
     "/usr/sbin/zpool": "zpool",
+    # base system daemons and tools the jails need (services.py)
+    "/usr/sbin/sshd": "sshd",
+    "/usr/sbin/devfs": "devfs",
     "/usr/bin/lockf": "lockf",
     "/usr/bin/timeout": "timeout",
     "/usr/bin/chpass": "chpass",

@@ -39,7 +39,9 @@ PKG_VERSION = "2.1.2"
 DOUBLE_DIR = "/usr/libexec/standin"
 # name -> (version, comment, files: path -> ("double", cmd) | ("link", target) | ("text", body))
 CATALOGUE = {
-    "pkg": (PKG_VERSION, "Package manager", {}),
+    # pkg bootstrap installs the real pkg (pkg(7): /usr/sbin/pkg only bootstraps it)
+    "pkg": (PKG_VERSION, "Package manager", {"/usr/local/sbin/pkg": ("double", "pkg"),
+                                             "/usr/local/sbin/pkg-static": ("double", "pkg")}),
     "python311": ("3.11.13", "Interpreted object-oriented programming language",
                   {"/usr/local/bin/python3.11": ("link", "/usr/bin/python3.11")}),
     "bastille": ("1.4.4", "Bastille is an open-source system for automating jail management", {
@@ -63,8 +65,21 @@ CATALOGUE = {
     "jq": ("1.7.1", "Lightweight and flexible command-line JSON processor", {}),
     "node22": ("22.17.0", "V8 JavaScript for client and server", {}),
     "npm-node22": ("11.4.2", "Node package manager", {}),
-    "ollama": ("0.9.6", "Run Llama 2, Mistral, and other large language models", {}),
-    "llama-cpp": ("5882", "Facebook's LLaMA model in C/C++", {}),
+    # the servers are services.py's doubles; the rc.d scripts are the ports' files/*.in (pkgfiles/)
+    "ollama": ("0.9.6", "Run Llama 2, Mistral, and other large language models", {
+        "/usr/local/bin/ollama": ("double", "ollama"),
+        "/usr/local/etc/rc.d/ollama": ("link", DOUBLE_DIR + "/standin_doubles/pkgfiles/ollama.rc"),
+    }),
+    "llama-cpp": ("5882", "Facebook's LLaMA model in C/C++", {
+        "/usr/local/bin/llama-server": ("double", "llama-server"),
+        "/usr/local/etc/rc.d/llama-server": ("link", DOUBLE_DIR + "/standin_doubles/pkgfiles/llama-server.rc"),
+    }),
+    "nginx": ("1.28.0_1,3", "Robust and small WWW server", {
+        "/usr/local/sbin/nginx": ("double", "nginx"),
+        "/usr/local/etc/rc.d/nginx": ("link", DOUBLE_DIR + "/standin_doubles/pkgfiles/nginx.rc"),
+        "/usr/local/etc/nginx/nginx.conf": ("link", DOUBLE_DIR + "/standin_doubles/pkgfiles/nginx.conf"),
+        "/usr/local/www/nginx/index.html": ("link", DOUBLE_DIR + "/standin_doubles/pkgfiles/nginx-index.html"),
+    }),
     "py311-psycopg2": ("2.9.10", "High performance Python adapter for PostgreSQL", {}),
     "py311-psycopg": ("3.2.9", "PostgreSQL database adapter for Python", {}),
     "pgvector": ("0.8.0", "Open-source vector similarity search for Postgres", {}),
@@ -192,7 +207,9 @@ def pkg_main(args):
     action, rest = argv[0], argv[1:]
     yes_env = os.environ.get("ASSUME_ALWAYS_YES", "").lower() in ("yes", "true", "1", "on")
     db = load_db(root)
-    if action != "bootstrap" and "pkg" not in db:
+    # /usr/sbin/pkg (usr.sbin/pkg/pkg.c) asks to bootstrap when the HOST has no pkg; with -j/-c the host's
+    # pkg attaches to the jail or chroots (pkg main.c), so a jail needs no pkg of its own
+    if action != "bootstrap" and "pkg" not in (load_db() if jail or root_opt else db):
         out("The package management tool is not yet installed on your system.")
         out("Do you want to fetch and install it now? [y/N]: ")
         return 1
@@ -212,6 +229,7 @@ def pkg_main(args):
         out(f"Installing pkg-{PKG_VERSION}...")
         out(f"Extracting pkg-{PKG_VERSION}: 100%")
         db["pkg"] = {"version": PKG_VERSION, "origin": "ports-mgmt/pkg", "automatic": False}
+        install_files("pkg", root)
         save_db(db, root)
         return 0
     if action == "update":

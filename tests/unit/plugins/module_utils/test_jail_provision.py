@@ -39,7 +39,9 @@ class FakeHost:
             jail["packages"] |= set(args[2:])
             return 0, "".join(f"[1/1] Installing {p}-1.0...\n" for p in args[2:]), ""
         if tool == "sysrc" and args[:2] == ["-i", "-e"]:
-            return 0, "".join(f'{v}="{jail["rc"][v]}"\n' for v in args[2:] if v in jail["rc"]), ""
+            # an unset variable: no message with -i, but exit 1
+            rc = 0 if all(v in jail["rc"] for v in args[2:]) else 1
+            return rc, "".join(f'{v}="{jail["rc"][v]}"\n' for v in args[2:] if v in jail["rc"]), ""
         if tool == "sysrc":
             for assignment in args:
                 var, value = assignment.split("=", 1)
@@ -112,6 +114,19 @@ def test_check_mode_reports_and_changes_nothing_even_before_the_jail_exists():
     assert host.jails["atlascms"] == fresh()
     assert not [t for t in host.tools() if " install " in f" {t} " or t.endswith(" start") or "=" in t]
     assert diff["after"]["atlasdb"]["rc_conf"] == {"postgresql_enable": "YES"}
+
+
+def test_a_sysrc_error_message_fails_the_read():
+    host = FakeHost({"atlascms": fresh()})
+    real = host.__call__
+
+    def jexec_fails(argv, environ_update=None):
+        if argv[4].endswith("/sysrc"):
+            return 1, "", 'jexec: jail "atlascms" not found\n'
+        return real(argv, environ_update)
+
+    with pytest.raises(jp.ProvisionError, match="atlascms: sysrc -j atlascms failed .*not found"):
+        jp.provision(jp.Runner(jexec_fails), [CMS], check_mode=False)
 
 
 def test_a_jail_that_does_not_run_fails_outside_check_mode():
