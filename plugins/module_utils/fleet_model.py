@@ -1038,8 +1038,8 @@ def build_plan(host, hostvars, host_networks=(), role_vars=()):
     for agent in agents.values():
         agent["environment"] = _environment(agent)
         if shared_files is not None:
+            # Not in the environment: an inventory without shared files must not change every env file.
             agent["paths"]["shared"] = f"{agent['paths']['workspace']}/shared"
-            agent["environment"]["WARDEN_SHARED_DIR"] = shared_files["dir"]
         _check_secret_names(check, agent)
     _check_secret_reuse(check, agents_raw)
 

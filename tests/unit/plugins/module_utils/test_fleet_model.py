@@ -484,7 +484,7 @@ def test_env_gets_the_database_connection_log_dir_and_shared_dir_but_no_password
     )
     assert "WARDEN_DB_PASSWORD" not in env
     assert env["WARDEN_LOG_DIR"] == atlas["paths"]["logs"] == "/usr/local/warden/agents/atlas/logs"
-    assert env["WARDEN_SHARED_DIR"] == "/usr/local/warden/shared"
+    assert "WARDEN_SHARED_DIR" not in env, "the workspace link is the way in"
     assert atlas["paths"]["shared"] == "/usr/local/warden/agents/atlas/workspace/shared"
     # an agent without a db jail gets no database variables
     assert plan["agents"]["bob"]["environment"]["WARDEN_DB_IP"] == ""
