@@ -36,10 +36,20 @@ bastille_logsdir="/var/log/bastille"
 bastille_zfs_enable="NO"
 """
 GATEWAY = "10.0.1.1"
-DB = {"name": "atlasdb", "ip": "10.0.1.5/24", "gateway": GATEWAY, "thick": True, "priority": 10,
-      "config": {"sysvshm": "new", "sysvsem": "new", "sysvmsg": "new"}}
-GIT = {"name": "atlasgit", "ip": "10.0.1.2/24", "gateway": GATEWAY,
-       "mounts": [{"host": "/usr/local/share/warden/shared", "jail": "/srv/shared", "mode": "ro"}]}
+DB = {
+    "name": "atlasdb",
+    "ip": "10.0.1.5/24",
+    "gateway": GATEWAY,
+    "thick": True,
+    "priority": 10,
+    "config": {"sysvshm": "new", "sysvsem": "new", "sysvmsg": "new"},
+}
+GIT = {
+    "name": "atlasgit",
+    "ip": "10.0.1.2/24",
+    "gateway": GATEWAY,
+    "mounts": [{"host": "/usr/local/share/warden/shared", "jail": "/srv/shared", "mode": "ro"}],
+}
 
 
 def sh(name, script):
@@ -67,11 +77,19 @@ def run_module(host, capfd, jails, check=False):
     """One bastille_jail task through ansible-playbook; the task's result (json callback)."""
     workdir = host["dir"]
     (workdir / "hosts.yml").write_text("all:\n  hosts:\n    standin: {}\n")
-    play = [{
-        "name": "Jails", "hosts": "all", "gather_facts": False,
-        "tasks": [{"name": "Jails", "warden.fleet.bastille_jail": {
-            "release": "14.3-RELEASE", "bridge": "warden0", "jails": jails}}],
-    }]
+    play = [
+        {
+            "name": "Jails",
+            "hosts": "all",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Jails",
+                    "warden.fleet.bastille_jail": {"release": "14.3-RELEASE", "bridge": "warden0", "jails": jails},
+                }
+            ],
+        }
+    ]
     (workdir / "play.yml").write_text("---\n" + yaml.safe_dump(play))
     argv = [ANSIBLE_PLAYBOOK, "-i", str(workdir / "hosts.yml"), str(workdir / "play.yml"), "--diff"]
     if check:
@@ -88,7 +106,7 @@ def run_module(host, capfd, jails, check=False):
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(saved)
-    result = json.loads(out[out.index("{"):])["plays"][0]["tasks"][0]["hosts"]["standin"]
+    result = json.loads(out[out.index("{") :])["plays"][0]["tasks"][0]["hosts"]["standin"]
     assert rc == (2 if result.get("failed") else 0), out
     return result
 
