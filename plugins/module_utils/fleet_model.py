@@ -878,6 +878,9 @@ def _agent_plan(check, name, name_ok, raw, settings, backup):
                 # The only network that may log in (pg_hba), and the role's password file on the controller.
                 "client_cidr": str(net) if net is not None else None,
                 "password_file": f"{settings['warden_credentials_dir']}/{check.host}/{name}.db",
+                # The cluster inside the jail: postgresql_data's default in the port's rc.d script (~postgres/dataNN).
+                "data_directory": f"/var/db/postgres/data{settings['warden_postgresql_version']}",
+                "hba_file": f"/var/db/postgres/data{settings['warden_postgresql_version']}/pg_hba.conf",
             }
             if "db" in jails
             else None

@@ -22,6 +22,7 @@ and removes it, then checks that nothing is left.
 
 import contextlib
 import datetime
+import glob
 import json
 import os
 import re
@@ -36,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DOUBLES = os.path.join(HERE, "doubles")
 sys.path.insert(0, DOUBLES)
 
-from standin_doubles import layout, netns, pfctl, rcconf  # noqa: E402
+from standin_doubles import layout, netns, pfctl, postgresql, rcconf  # noqa: E402
 
 LABEL = "stand-in FreeBSD host (a Linux chroot with command doubles, not FreeBSD)"
 PY_SITE = "/usr/lib/python3.11"
@@ -201,11 +202,24 @@ def _build_layer(p):
     os.makedirs(os.path.join(usr, PY_SITE.split("/usr/", 1)[1]), exist_ok=True)
     shutil.copyfile(os.path.join(DOUBLES, "sitecustomize.py"),
                     os.path.join(usr, PY_SITE.split("/usr/", 1)[1], "sitecustomize.py"))
+    _place_pgvector_placeholder(usr)
     local = os.path.join(usr, "local")
     os.makedirs(local, exist_ok=True)
     # hide the machine's /usr/local: the stand-in's is its own (opaque dir)
     os.setxattr(local, "trusted.overlay.opaque", b"y")
     _build_userland(usr)
+
+
+def _place_pgvector_placeholder(usr):
+    """The stand-in's stand-in for pgvector's extension files (postgresql.placeholder_extension)."""
+    try:
+        ext_dir = postgresql.extension_dir()
+    except postgresql.NoPostgres:
+        return
+    dst = os.path.join(usr, ext_dir.split("/usr/", 1)[1])
+    os.makedirs(dst, exist_ok=True)
+    for name, text in postgresql.placeholder_extension("vector", "0.8.0").items():
+        _write(os.path.join(dst, name), text, 0o644)
 
 
 def _place_machine_file(src, dst):
@@ -231,6 +245,15 @@ def _build_userland(usr):
         os.makedirs(os.path.join(usr, directory), exist_ok=True)
     for rel in whiteouts:
         os.mknod(os.path.join(usr, rel), stat.S_IFCHR | 0o000, os.makedev(0, 0))
+    # FreeBSD's Python has no psycopg2 until py311-psycopg2 is installed: hide the machine's, and keep
+    # a copy off every path for pkg (inside jails too, which bind-mount /usr/libexec).
+    dist = os.path.join(usr, "lib/python3/dist-packages")
+    for found in glob.glob("/usr/lib/python3/dist-packages/psycopg2*"):
+        os.makedirs(dist, exist_ok=True)
+        os.mknod(os.path.join(dist, os.path.basename(found)), stat.S_IFCHR | 0o000, os.makedev(0, 0))
+        if os.path.isdir(found):
+            shutil.copytree(found, os.path.join(usr, layout.PKG_SOURCES.split("/usr/", 1)[1], os.path.basename(found)),
+                            ignore=shutil.ignore_patterns("__pycache__"))
     for rel, real in links.items():
         _place_machine_file(real, os.path.join(usr, rel))
     private = os.path.join(usr, layout.PRIVATE_BIN.split("/usr/", 1)[1])

@@ -4,9 +4,15 @@ Installed by tests/standin/standin as the interpreter's sitecustomize inside
 the stand-in root only.  os.uname() (and so platform.system(), which Ansible's
 fact gathering and platform-specific module classes use) answers as a
 FreeBSD 14 amd64 host would.
+
+FreeBSD's lang/python311 reads its site-packages from
+/usr/local/lib/python3.11/site-packages, where FreeBSD's py311-* packages
+install (the stand-in's pkg puts py311-psycopg2 there); the machine's
+interpreter does not know that directory, so it is added here.
 """
 import json
 import os
+import site
 
 _real_uname = os.uname
 
@@ -26,3 +32,6 @@ def _standin_uname():
 
 
 os.uname = _standin_uname
+
+
+site.addsitedir("/usr/local/lib/python3.11/site-packages")

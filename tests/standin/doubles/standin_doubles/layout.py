@@ -15,6 +15,9 @@ PRIVATE_TOOLS = ("python3.11", "git", "tmux", "rsync", "zstd", "sed", "find", "x
 # The machine's whole /usr, read-only, for any other machine tool a double
 # needs (standin_host mounts it; `standin down` unmounts it with the rest).
 HOST_USR = "/.standin/host-usr"
+# Machine files that stand-in packages copy (a Python package for py311-psycopg2), kept off
+# every path in the read-only layer; `standin up` fills it.
+PKG_SOURCES = DOUBLE_DIR + "/pkg-sources"
 
 
 def _host_usr_path(path):
@@ -84,6 +87,8 @@ COMMANDS = {
     "/usr/sbin/devfs": "devfs",
     "/usr/bin/lockf": "lockf",
     "/usr/bin/timeout": "timeout",
+    "/usr/bin/pgrep": "pgrep",
+    "/usr/bin/pkill": "pkill",
     "/usr/bin/chpass": "chpass",
     "/usr/bin/su": "su",
     "/usr/bin/freebsd-version": "freebsd-version",

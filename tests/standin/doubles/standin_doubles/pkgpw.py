@@ -37,6 +37,8 @@ from .common import atomic_write, err, getopt_strict, kernel, not_implemented, o
 DB = "/var/db/pkg/local.json"
 PKG_VERSION = "2.1.2"
 DOUBLE_DIR = "/usr/libexec/standin"
+# FreeBSD's lang/python311 site directory (PYTHON_SITELIBDIR)
+PY311_SITE = "/usr/local/lib/python3.11/site-packages"
 # name -> (version, comment, files: path -> ("double", cmd) | ("link", target) | ("text", body))
 CATALOGUE = {
     # pkg bootstrap installs the real pkg (pkg(7): /usr/sbin/pkg only bootstraps it)
@@ -80,8 +82,17 @@ CATALOGUE = {
         "/usr/local/etc/nginx/nginx.conf": ("link", DOUBLE_DIR + "/standin_doubles/pkgfiles/nginx.conf"),
         "/usr/local/www/nginx/index.html": ("link", DOUBLE_DIR + "/standin_doubles/pkgfiles/nginx-index.html"),
     }),
-    "py311-psycopg2": ("2.9.10", "High performance Python adapter for PostgreSQL", {}),
+    # FreeBSD's py311-psycopg2 installs into python311's site-packages (ports databases/py-psycopg2
+    # pkg-plist: %%PYTHON_SITELIBDIR%%/psycopg2/); the stand-in copies the machine's build of the same
+    # package (Debian python3-psycopg2), which the stand-in's /usr/lib/python3/dist-packages hides;
+    # `standin up` keeps a copy in layout.PKG_SOURCES.
+    "py311-psycopg2": ("2.9.10", "High performance Python adapter for PostgreSQL", {
+        PY311_SITE + "/psycopg2": ("pytree", "psycopg2"),
+    }),
     "py311-psycopg": ("3.2.9", "PostgreSQL database adapter for Python", {}),
+    # FreeBSD's pgvector installs lib/postgresql/vector.so and share/postgresql/extension/vector*; the
+    # stand-in has no build of it: `standin up` puts a labelled placeholder of the extension where the
+    # machine's server looks (postgresql.placeholder_extension), as contrib's extensions are there too.
     "pgvector": ("0.8.0", "Open-source vector similarity search for Postgres", {}),
 }
 # name -> packages installed with it (automatic), after the ports' RUN_DEPENDS
@@ -142,11 +153,28 @@ def install_files(name, root="/"):
             atomic_write(dst, pg.wrapper(arg), 0o555)
         elif kind == "pgrc":
             atomic_write(dst, pg.rc_script(arg), 0o555)
+        elif kind == "pytree":
+            _copy_machine_tree(name, arg, dst)
         elif kind == "bastille_conf":
             atomic_write(dst, bastille_conf_sample(), 0o644)
             conf = dst[: -len(".sample")]
             if not os.path.exists(conf):
                 shutil.copyfile(dst, conf)
+
+
+def _copy_machine_tree(name, source, dst):
+    """Copy the machine's Python package SOURCE (kept in layout.PKG_SOURCES by `standin up`) to dst,
+    through a temporary sibling renamed into place; without it the install fails loudly."""
+    from .layout import PKG_SOURCES
+    src = os.path.join(PKG_SOURCES, source)
+    if not os.path.isdir(src):
+        err(f"stand-in: {name} copies the machine's Python package {source}, which this machine lacks "
+            "(Debian: apt-get install python3-psycopg2, then a new stand-in)")
+        raise SystemExit(1)
+    tmp = f"{dst}.pkgtmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    os.rename(tmp, dst)
 
 
 def add_users(name, root="/"):
@@ -172,7 +200,9 @@ def add_users(name, root="/"):
 def remove_files(name, root="/"):
     for path in CATALOGUE.get(name, ("", "", {}))[2]:
         dst = _p(root, path)
-        if os.path.lexists(dst):
+        if os.path.isdir(dst) and not os.path.islink(dst):
+            shutil.rmtree(dst)
+        elif os.path.lexists(dst):
             os.unlink(dst)
 
 

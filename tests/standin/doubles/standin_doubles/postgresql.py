@@ -194,3 +194,24 @@ def check_available():
         err(str(exc))
         return False
     return True
+
+
+
+def placeholder_extension(name, version):
+    """Files (name -> text) of a labelled SQL-only placeholder of extension NAME at VERSION, for the
+    machine server's extension directory (``extension_dir()``), so ``CREATE EXTENSION vector`` and
+    ``pg_available_extensions`` behave as with FreeBSD's pgvector package.  It is NOT pgvector: the
+    type is a domain over real[] and no operator or index method exists.  FreeBSD's package puts
+    the files in /usr/local/share/postgresql/extension; the machine's server reads only its own
+    sharedir, which every jail of the stand-in shares read-only (/usr/share), so `standin up`
+    places them there once for all jails, where contrib's extensions already are."""
+    label = f"stand-in FreeBSD host (tests/standin): NOT {name} {version}, a SQL-only placeholder of its name"
+    return {
+        f"{name}--{version}.sql": f"-- {label}\nCREATE DOMAIN {name} AS real[];\n",
+        f"{name}.control": f"# {label}\ncomment = '{label}'\ndefault_version = '{version}'\nrelocatable = true\n",
+    }
+
+
+def extension_dir():
+    """The machine server's extension directory, /usr/share/postgresql/<major>/extension."""
+    return os.path.join("/usr/share/postgresql", os.path.basename(os.path.dirname(machine_bin())), "extension")

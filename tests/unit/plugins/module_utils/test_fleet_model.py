@@ -122,6 +122,8 @@ def test_example_inventory_derives_atlas():
         "extensions": ["vector", "pgcrypto", "uuid-ossp"],
         "client_cidr": "10.0.1.0/24",
         "password_file": "~/.config/warden/credentials/bsd1.example.net/atlas.db",
+        "data_directory": "/var/db/postgres/data17",
+        "hba_file": "/var/db/postgres/data17/pg_hba.conf",
     }
     assert atlas["llm"] == {"mode": "own", "ip": "10.0.1.4", "jail": "atlasllm"}
     assert atlas["service"]["rc_script"] == "/usr/local/etc/rc.d/atlas"
