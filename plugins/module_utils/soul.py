@@ -46,7 +46,7 @@ FILE_MODE = 0o640
 EXEC_MODE = 0o750
 DIR_MODE = 0o750
 DEST_MODE = 0o700
-# A workspace file larger than this is compared by size first and never shown in a diff.
+# A file larger than this is never shown in a diff.
 MAX_DIFF_BYTES = 64 * 1024
 PARALLEL = 8
 
@@ -793,7 +793,9 @@ class SoulInstaller:
         if content == data:
             return f"(owner {st.st_uid}:{st.st_gid} mode {stat.S_IMODE(st.st_mode):04o}; content unchanged)\n"
         text = _text(content)
-        return text if text is not None and len(content) <= MAX_DIFF_BYTES else f"(binary, {len(content)} bytes)\n"
+        if text is None or len(content) > MAX_DIFF_BYTES:
+            return f"(binary or large file, {len(content)} bytes)\n"
+        return text
 
     def _still_previous(self, soul, workspace, path, oid):
         """Whether path still holds what the previous version installed (the agent did not make it its own)."""
