@@ -34,6 +34,9 @@ ROLE_TESTS = {
     # reboot, check mode, adding and removing an agent: test_network.py on a stand-in of its own
     "network": ["test_network_warden0_carries_every_gateway_and_rc_conf_persists_them"],
     "pf": ["test_pf_anchor_nat_and_isolation_on_the_converged_host"],
+    # services, packages, addresses, devfs, check mode: test_jails.py on this host; removal: tests/standin
+    "bastille": ["test_bastille_bootstrapped_the_release_and_starts_jails_at_boot"],
+    "jails": ["test_every_jail_of_the_plan_is_up_on_warden0"],
 }
 
 
@@ -224,9 +227,29 @@ def test_jails_were_created_with_an_explicit_gateway(state):
         assert jail["gateway"] != state["default_route"], name
 
 
+def test_bastille_bootstrapped_the_release_and_starts_jails_at_boot(standin, state):
+    plan = json.loads(standin.file("/usr/local/etc/warden/plan.json").content_string)
+    assert standin.file(plan["bastille"]["release_dir"] + "/bin/freebsd-version").is_file
+    assert standin.file(plan["bastille"]["prefix"]).mode == 0o750
+    assert state["services"]["bastille"]["enabled"] is True
+
+
+def test_every_jail_of_the_plan_is_up_on_warden0(standin, state):
+    plan = json.loads(standin.file("/usr/local/etc/warden/plan.json").content_string)
+    present = [j for j in plan["jails"] if j["state"] == "present"]
+    assert len(present) == 7
+    for jail in present:
+        got = state["jails"][jail["name"]]
+        assert (got["state"], got["bridge"], got["ip"], got["gateway"]) == ("Up", "warden0", jail["cidr"],
+                                                                           jail["gateway"]), jail["name"]
+
+
 def test_no_process_of_the_run_is_left_behind(state):
     # only supervised services may run; nothing else the converge started
     service_pids = {pid for s in state["services"].values() for pid in s["pids"]}
+    # and the services each jail's own rc runs (sshd, nginx, ollama, PostgreSQL)
+    service_pids |= {pid for j in state["jails"].values() for s in (j.get("services") or {}).values()
+                     for pid in s["pids"]}
     strays = [p for p in state["processes"]
               if p["pid"] not in service_pids and not re.search(r"daemon|timeout", " ".join(p["cmdline"]))]
     assert strays == []
@@ -264,6 +287,8 @@ def test_adding_an_agent_changes_only_what_lists_the_agents(tmp_path, standin, e
             "warden.fleet.network : Bring up the agents' bridge with every agent's gateway",
             "warden.fleet.network : Rename it to the bridge's name, bring it up with the gateways, and forward",
             "warden.fleet.pf : Install and load the agents' PF anchor, referenced from pf.conf",
+            "warden.fleet.jails : Create and start the agents' jails, destroy the removed agents' jails",
+            "warden.fleet.jails : Install and start what runs in each jail",
             "warden.fleet.host_tools : Write the host's plan for the warden command"]
         plan = json.loads(standin.file("/usr/local/etc/warden/plan.json").content_string)
         assert sorted(plan["agents"]) == sorted(agents)
