@@ -50,6 +50,8 @@ DEST_MODE = 0o700
 MAX_DIFF_BYTES = 64 * 1024
 PARALLEL = 8
 
+# Where a tag is fetched before its soul is accepted; refs/tags/TAG (the pin) is written after the install.
+INCOMING = "refs/warden/incoming/"
 COMMIT_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 # git check-ref-format's rules that matter for a tag name given on a command line.
 TAG_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*@\{)[^\s~^:?*\[\\\x00-\x1f\x7f]+(?<!\.lock)(?<![./])$")
@@ -480,6 +482,7 @@ class _Soul:
         self.commit = None
         self.previous = None
         self.moved_tag = None
+        self.new_pin = None  # (tag ref, tag object, incoming ref) to record once installed
         self.fetched = False
         self.url_changed = False
         self.entries = []
@@ -684,7 +687,7 @@ class SoulInstaller:
                              "full commit id")
             else:
                 soul.problem(f"version {tag} is not a tag in {redact_url(repo)} (a commit id must have all its "
-                             "40 or 64 hex digits)")
+                             "40 hex digits)")
             return
         pinned = git.rev(pins, f"refs/tags/{tag}") if pins else None
         # Re-tagging the same commit (a new tag object) is not a move.
@@ -700,14 +703,17 @@ class SoulInstaller:
             soul.commit = pinned
             return
         soul.fetched = True
-        # No '+': a tag already here is never overwritten by the fetch.
-        git.run(["fetch", "-q", "--no-tags", "--end-of-options", repo, f"refs/tags/{tag}:refs/tags/{tag}"],
+        # Fetched aside: the tag is pinned (refs/tags/TAG) only once its soul is installed, so a soul refused
+        # and then fixed upstream by moving the tag is not taken for a moved tag.
+        incoming = f"{INCOMING}{tag}"
+        git.run(["fetch", "-q", "--no-tags", "--end-of-options", repo, f"+refs/tags/{tag}:{incoming}"],
                 soul.git_dir, key_file=key_file)
-        fetched = git.rev(soul.git_dir, f"refs/tags/{tag}", peel="")
+        fetched = git.rev(soul.git_dir, incoming, peel="")
         if fetched != raw:
             soul.problem(f"tag {tag} changed while it was fetched ({raw}, then {fetched}); run again")
             return
-        soul.commit = git.rev(soul.git_dir, f"refs/tags/{tag}")
+        soul.commit = git.rev(soul.git_dir, incoming)
+        soul.new_pin = (f"refs/tags/{tag}", raw, incoming)
 
     # --- phase 2: what the workspace needs ---
 
@@ -839,15 +845,19 @@ class SoulInstaller:
             workspace.close()
         if soul.problems:
             return
-        # HEAD records what the workspace was installed from: moved only once every file is in place.
-        if soul.commit == soul.previous:
-            return
         try:
-            self.git.run(["-c", "advice.detachedHead=false", "checkout", "-q", "--force", "--detach", soul.commit],
-                         soul.dest)
+            # HEAD records what the workspace was installed from: moved only once every file is in place.
+            if soul.commit != soul.previous:
+                self.git.run(["-c", "advice.detachedHead=false", "checkout", "-q", "--force", "--detach",
+                              soul.commit], soul.dest)
+                head = self.git.rev(soul.dest, "HEAD")
+                if head != soul.commit:
+                    soul.problem(f"{soul.dest} is at {head} after checkout, not {soul.commit}")
+                    return
+            if soul.new_pin:
+                ref, tag_object, incoming = soul.new_pin
+                # The empty old value: create the pin, never overwrite one.
+                self.git.run(["update-ref", ref, tag_object, ""], soul.dest)
+                self.git.run(["update-ref", "-d", incoming], soul.dest)
         except GitError as exc:
-            soul.problem(f"checkout of {soul.commit} in {soul.dest}: {exc}")
-            return
-        head = self.git.rev(soul.dest, "HEAD")
-        if head != soul.commit:
-            soul.problem(f"{soul.dest} is at {head} after checkout, not {soul.commit}")
+            soul.problem(f"{soul.dest}: {exc}")

@@ -12,7 +12,7 @@ description:
     to the pinned O(souls[].version), verifies the commit, checks the soul (C(manifest.json), the core files, no
     secrets, no runtime-owned paths) and installs the files the soul repository tracks into the agent's workspace.
     Nothing else in the workspace is touched (C(MEMORY.md), C(memory/), anything the soul repository does not track).
-  - "A version that is a full commit id (40 or 64 hex digits) needs no network once the checkout holds it: a no-op
+  - "A version that is a full commit id (all 40 hex digits) needs no network once the checkout holds it: a no-op
     call reads the checkout and the workspace only. Any other version is a tag: C(git ls-remote) asks the repository
     once per call where the tag points, and the checkout remembers where it pointed when it was first installed
     (trust on first use). A tag that moved upstream is never followed: O(moved_tag) decides whether that fails the
@@ -49,7 +49,7 @@ options:
         type: str
         required: true
       version:
-        description: The pinned version, a tag or a full commit id.
+        description: The pinned version, a tag or a full commit id (a short id is taken for a tag name).
         type: str
         required: true
       dest:

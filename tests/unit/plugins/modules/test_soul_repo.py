@@ -658,3 +658,20 @@ def test_a_workspace_owned_by_someone_else_is_refused(host):
     with pytest.raises(SoulError, match=f"is owned by uid {AGENT_UID + 1}, not {AGENT_UID}"):
         host.run([entry])
     assert os.listdir(entry["workspace"]) == []
+
+
+def test_a_refused_tag_is_not_pinned_so_fixing_it_upstream_is_not_a_moved_tag(host):
+    repo = host.repo()
+    repo.commit({"USER.md": FAKE["ghp"] + "\n"})
+    repo.tag("v1")
+    repo.push("v1")
+    entry = host.entry("atlas", repo.bare, "v1")
+    with pytest.raises(SoulError, match="secret in USER.md line 1"):
+        host.run([entry])
+    fixed = repo.commit()
+    repo.tag("v1", force=True)
+    repo.push("v1", force=True)
+    result = host.run([entry]).results["atlas"]
+    assert result["commit"] == fixed and result["moved_tag"] is None
+    assert _git("rev-parse", "refs/tags/v1^{commit}", cwd=entry["dest"]) == fixed
+    assert _git("for-each-ref", "refs/warden/", cwd=entry["dest"]) == ""
