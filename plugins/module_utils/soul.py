@@ -137,13 +137,6 @@ class Git:
             raise GitError(f"git {args[0]} failed: {detail}")
         return out
 
-    def ok(self, args, repo_dir=None):
-        try:
-            self.run(args, repo_dir)
-        except GitError:
-            return False
-        return True
-
     def rev(self, repo_dir, name, peel="^{commit}"):
         """The commit a name resolves to in repo_dir (the object itself with peel ""), or None."""
         try:
