@@ -675,3 +675,36 @@ def test_a_refused_tag_is_not_pinned_so_fixing_it_upstream_is_not_a_moved_tag(ho
     assert result["commit"] == fixed and result["moved_tag"] is None
     assert _git("rev-parse", "refs/tags/v1^{commit}", cwd=entry["dest"]) == fixed
     assert _git("for-each-ref", "refs/warden/", cwd=entry["dest"]) == ""
+
+
+def test_an_ssh_repository_is_fetched_through_ssh_with_the_deploy_key_and_strict_host_keys(host, tmp_path,
+                                                                                           monkeypatch):
+    # ssh here is a stand-in for OpenSSH's client: it logs its arguments and runs the remote command (git's
+    # upload-pack on the repository path) locally, as sshd would on the server.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "ssh.log"
+    (bin_dir / "ssh").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\nfor last; do :; done\nexec sh -c "$last"\n')
+    (bin_dir / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    repo = host.repo()
+    commit = repo.commit()
+    repo.tag("v1")
+    repo.push("v1")
+    key = tmp_path / "atlas_deploy_key"
+    key.write_text("deploy key (the ssh stand-in does not read it)\n")
+    key.chmod(0o600)
+    known_hosts = tmp_path / "ssh_known_hosts"
+    known_hosts.write_text("soul.example.net ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBf0cvVZ0oE9q6G5xQ0NbQ1xjQ9dJ7W\n")
+    entry = host.entry("atlas", f"git@soul.example.net:{repo.bare}", "v1", key_file=str(key))
+
+    outcome = SoulInstaller(Git(GIT, known_hosts=str(known_hosts))).run([entry])
+
+    assert outcome.results["atlas"]["commit"] == commit
+    calls = log.read_text().splitlines()
+    assert len(calls) == 2  # ls-remote, then the fetch of the tag
+    for call in calls:
+        for part in ("-F /dev/null", "BatchMode=yes", "StrictHostKeyChecking=yes",
+                     f"UserKnownHostsFile={known_hosts}", "GlobalKnownHostsFile=/dev/null", "IdentitiesOnly=yes",
+                     f"-i {key}", "git@soul.example.net", f"git-upload-pack '{repo.bare}'"):
+            assert part in call, (part, call)
