@@ -28,6 +28,7 @@ import json
 import os
 import re
 
+from ansible_collections.warden.fleet.plugins.module_utils.backup.common import BackupError
 from ansible_collections.warden.fleet.plugins.module_utils.backup.runner import (
     CommandRunner,
     as_fixed,
@@ -110,11 +111,18 @@ class BastilleError(Exception):
         self.result = result
 
 
+def command(runner, order, **values):
+    """runner.argv(), with a command the host lacks (bastille before pkg installed it) as a BastilleError."""
+    try:
+        return runner.argv(order, **values)
+    except BackupError as exc:
+        raise BastilleError(f"{exc} (is Bastille installed? pkg install bastille)") from None
+
+
 def bounded(argv, verb):
     """argv under timeout(1): TERM after the verb's bound, KILL 30 s later."""
-    return (
-        TIMEOUT.argv("kill_after duration", kill_after=KILL_AFTER, duration=TIMEOUTS.get(verb, DEFAULT_TIMEOUT)) + argv
-    )
+    limit = TIMEOUTS.get(verb, DEFAULT_TIMEOUT)
+    return command(TIMEOUT, "kill_after duration", kill_after=KILL_AFTER, duration=limit) + argv
 
 
 # -- files Bastille writes (read, never written, here)
@@ -406,12 +414,12 @@ class Host:
         return os.path.isfile(jail_paths(self.jailsdir, name)["conf"])
 
     def is_running(self, name):
-        rc, _out, _err = self.run(bounded(JLS.argv("jail jid", jail=name), "jls"))
+        rc, _out, _err = self.run(bounded(command(JLS, "jail jid", jail=name), "jls"))
         return rc == 0
 
     def probe_running(self):
         """Every running jail's name, from one ``jls name``."""
-        argv = JLS.argv("name_param")
+        argv = command(JLS, "name_param")
         rc, out, err = self.run(bounded(argv, "jls"))
         if rc != 0:
             raise BastilleError(f"{' '.join(argv)} failed (rc={rc}): {(err or out).strip()}")
@@ -437,7 +445,7 @@ class Host:
             )
         if name is not None:
             values["name"] = name
-        argv = BASTILLE.argv(order, **values)
+        argv = command(BASTILLE, order, **values)
         rc, out, err = self.run(bounded(argv, verb))
         if rc != 0:
             said = (err + out).strip()

@@ -96,6 +96,8 @@ def prefix(tmp_path, monkeypatch):
 
 
 def run_module(case, prefix, monkeypatch):
+    missing = case.get("missing_commands") or []
+    monkeypatch.setattr(runner, "find_command", lambda name: None if name in missing else FREEBSD_PATHS.get(name))
     args = substitute(dict(case["input"]), prefix)
     args.setdefault("prefix", prefix)
     flags = case.get("flags") or {}
