@@ -573,6 +573,9 @@ class JailConverger:
                 return f"{jail_paths(self.host.jailsdir, self.name)['conf']} does not exist"
             if fact["params"].get("vnet") is not True:
                 return "its jail.conf has no 'vnet;'"
+            prestart = fact["params"].get("exec.prestart") or []
+            if not any(f"ifconfig {self.bridge} addm " in line for line in prestart):
+                return f"its jail.conf does not add its epair to {self.bridge}"
             if fact["thick"] != bool(spec.get("thick")):
                 return f"it is {'thick' if fact['thick'] else 'thin'}"
             if not self.host.is_running(self.name):
