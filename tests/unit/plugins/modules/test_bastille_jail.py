@@ -104,7 +104,12 @@ def run_module(case, prefix, monkeypatch):
     args["_ansible_check_mode"] = bool(flags.get("check"))
     args["_ansible_diff"] = bool(flags.get("diff"))
     recorded = RecordedCommands(case, prefix)
-    monkeypatch.setattr(basic.AnsibleModule, "run_command", lambda module, argv, **kw: recorded(module, argv, **kw))
+
+    def run_command(module, argv, **kwargs):
+        # a plain function, so that AnsibleModule binds it as a method
+        return recorded(module, argv, **kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
 
     def leave(_module, **result):
         raise ModuleExit(result)
