@@ -20,6 +20,7 @@ import json
 import re
 
 JEXEC = "/usr/sbin/jexec"
+JLS = "/usr/sbin/jls"
 TIMEOUT = "/usr/bin/timeout"
 PSQL = "/usr/local/bin/psql"
 SERVICE = "/usr/sbin/service"
@@ -153,6 +154,9 @@ def probe(run, entry):
     jail = entry["jail"]
     found = {"agent": entry["agent"], "jail": jail, "differences": []}
     diff = found["differences"]
+    rc, _out, _err = run([JLS, "-j", jail, "jid"])
+    if rc != 0:
+        raise ProbeError(f"{entry['agent']}: its db jail {jail} is not running (the jails role creates and starts it)")
     rc, _out, _err = run([JEXEC, "-l", "-U", "postgres", jail, "/bin/test", "-f",
                           f"{entry['data_directory']}/PG_VERSION"])
     found["initialized"] = rc == 0

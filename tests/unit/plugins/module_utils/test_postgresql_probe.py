@@ -1,0 +1,88 @@
+"""postgresql_probe's pure parts: argument checks, pg_hba normalisation, the SCRAM check.
+The SQL against a real server: tests/integration/postgresql."""
+
+import base64
+import hashlib
+import hmac
+
+from ansible_collections.warden.fleet.plugins.module_utils import postgresql_probe as pgp
+
+
+def _entry(**over):
+    entry = {"agent": "atlas", "jail": "atlasdb", "role": "atlas", "databases": ["atlas_ops"], "extensions": ["vector"]}
+    entry.update(over)
+    return entry
+
+
+def _verifier(password, salt=b"0123456789abcdef", iterations=4096):
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    stored = hashlib.sha256(hmac.new(salted, b"Client Key", hashlib.sha256).digest()).digest()
+    server = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    b64 = base64.b64encode
+    return f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}${b64(stored).decode()}:{b64(server).decode()}"
+
+
+def test_validate_names_every_bad_name_at_once():
+    problems = pgp.validate([
+        _entry(),
+        _entry(agent="bob", jail="atlasdb", role="Bob;drop", databases=["bob ops"], extensions=["x'y"]),
+        _entry(agent="eve", jail="eve-db"),
+    ])
+    assert problems == [
+        "bob: jail atlasdb is listed twice",
+        "bob: 'Bob;drop' is not a PostgreSQL name of the plan",
+        "bob: 'bob ops' is not a PostgreSQL name of the plan",
+        "bob: \"x'y\" is not an extension",
+        "eve: 'eve-db' is not a VNET jail name",
+    ]
+
+
+def test_hba_rules_compare_as_atomic_rules_whatever_their_grouping():
+    wanted = [
+        {"contype": "local", "databases": "all", "users": "postgres", "method": "peer"},
+        {"contype": "host", "databases": "a_ops,a_brain", "users": "a", "source": "10.0.1.0/24",
+         "method": "scram-sha-256"},
+    ]
+    found = [
+        {"type": "host", "database": ["a_brain"], "user_name": ["a"], "address": "10.0.1.0", "netmask": "255.255.255.0",
+         "auth_method": "scram-sha-256"},
+        {"type": "local", "database": ["all"], "user_name": ["postgres"], "address": None, "netmask": None,
+         "auth_method": "peer"},
+        {"type": "host", "database": ["a_ops"], "user_name": ["a"], "address": "10.0.1.0", "netmask": "255.255.255.0",
+         "auth_method": "scram-sha-256"},
+    ]
+    assert pgp.hba_matches(found, wanted)
+    # initdb's defaults (IPv6, trust) or one more rule are differences
+    ipv6 = {"type": "host", "database": ["all"], "user_name": ["all"], "address": "::1",
+            "netmask": "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "auth_method": "trust"}
+    assert pgp.hba_keys(ipv6) == [("host", "all", "all", "::1/128", "trust")]
+    assert not pgp.hba_matches([*found, ipv6], wanted)
+    assert not pgp.hba_matches(found[:2], wanted)
+    samenet = {"type": "host", "database": ["all"], "user_name": ["all"], "address": "samenet", "netmask": None,
+               "auth_method": "md5"}
+    assert pgp.hba_keys(samenet) == [("host", "all", "all", "samenet", "md5")]
+
+
+def test_scram_check_accepts_only_the_password_it_was_made_from():
+    verifier = _verifier("Zq8Lr2Vn5Tx7")
+    assert pgp.scram_matches(verifier, "Zq8Lr2Vn5Tx7")
+    assert not pgp.scram_matches(verifier, "Zq8Lr2Vn5Tx8")
+    assert not pgp.scram_matches("md5" + "0" * 32, "Zq8Lr2Vn5Tx7")
+    assert not pgp.scram_matches(None, "Zq8Lr2Vn5Tx7")
+    assert not pgp.scram_matches(verifier, None)
+
+
+def test_a_jail_that_is_not_running_fails_the_probe_naming_the_agent():
+    calls = []
+
+    def run_command(argv, data=None, environ_update=None):
+        calls.append(argv)
+        return 1, "", 'jls: jail "atlasdb" not found\n'
+
+    try:
+        pgp.probe(pgp.Runner(run_command, 5), _entry(data_directory="/var/db/postgres/data17"))
+    except pgp.ProbeError as exc:
+        assert "atlas: its db jail atlasdb is not running" in str(exc)
+    else:
+        raise AssertionError("no ProbeError")
+    assert calls == [["/usr/bin/timeout", "-k", "5s", "5s", "/usr/sbin/jls", "-j", "atlasdb", "jid"]]
