@@ -27,6 +27,7 @@ import ipaddress
 import json
 import os
 import re
+import stat
 
 from ansible_collections.warden.fleet.plugins.module_utils.backup.common import BackupError
 from ansible_collections.warden.fleet.plugins.module_utils.backup.runner import (
@@ -231,6 +232,38 @@ def jail_paths(jailsdir, name):
 def mount_point(jailsdir, name, jail_path):
     """The fstab mount point mount.sh writes for JAIL_PATH: ${jailsdir}/NAME/root/JAIL_PATH, normalised."""
     return os.path.normpath(jail_paths(jailsdir, name)["root"] + "/" + jail_path)
+
+
+def unsafe_mount_point(root, jail_path):
+    """Why ROOT/JAIL_PATH must not be mounted on, or None.
+
+    mount.sh creates the mount point and mount(8) resolves it on the host: a symbolic link that
+    the jail's users planted on the way (``/srv -> /etc``) would put the host directory over a
+    host path. Walks the components without following links, each relative to its parent's
+    descriptor; a missing component is fine (mount.sh creates it)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    try:
+        fd = os.open(root, flags)
+    except FileNotFoundError:
+        return None
+    try:
+        walked = ""
+        for part in [p for p in jail_path.split("/") if p]:
+            walked += "/" + part
+            try:
+                info = os.stat(part, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return None
+            if stat.S_ISLNK(info.st_mode):
+                return f"{walked} inside the jail is a symbolic link"
+            if not stat.S_ISDIR(info.st_mode):
+                return f"{walked} inside the jail is not a directory"
+            child = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        return None
+    finally:
+        os.close(fd)
 
 
 def read_jail(jailsdir, name):
@@ -689,6 +722,9 @@ class JailConverger:
             self.start(why=" (bastille mount needs it running)")
             up = True
         for mount in missing:
+            problem = unsafe_mount_point(jail_paths(self.host.jailsdir, self.name)["root"], mount["jail"])
+            if problem:
+                raise BastilleError(f"jail {self.name}: not mounting {mount['host']} there: {problem}")
             self.mount(mount)
         if spec["state"] == "started":
             if not up:

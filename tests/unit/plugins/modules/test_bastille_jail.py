@@ -59,6 +59,8 @@ def snapshot(prefix):
     for dirpath, _dirs, files in os.walk(prefix):
         for name in files:
             path = os.path.join(dirpath, name)
+            if os.path.islink(path):
+                continue
             with open(path, encoding="utf-8") as handle:
                 found[os.path.relpath(path, prefix)] = handle.read()
     return found
@@ -128,6 +130,9 @@ def test_module(case, prefix, monkeypatch):
     if "bastille_conf" in case:
         pathlib.Path(bastille.BASTILLE_CONF).write_text(substitute(case["bastille_conf"], prefix))
     write_files(prefix, case.get("files"))
+    for rel, target in (case.get("symlinks") or {}).items():
+        os.makedirs(os.path.dirname(os.path.join(prefix, rel)), exist_ok=True)
+        os.symlink(target, os.path.join(prefix, rel))
     before = snapshot(prefix)
     result = run_module(case, prefix, monkeypatch)
     expected = substitute(case["output"], prefix)
