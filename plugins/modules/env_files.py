@@ -59,9 +59,16 @@ EXAMPLES = r"""
   warden.fleet.env_files:
     plan: "{{ warden_plan }}"
     db_passwords: "{{ warden_db_passwords }}"
-    secrets: "{{ warden_agents | dict2items | selectattr('value.secrets', 'defined')
-                 | items2dict(key_name='key', value_name='value') | map_values('secrets') }}"
-  no_log: "{{ not ansible_diff_mode }}"
+    secrets:
+      atlas: "{{ warden_agents.atlas.secrets }}"
+      clawdie: "{{ warden_agents.clawdie.secrets }}"
+  no_log: "{{ not ansible_diff_mode | bool }}"
+
+- name: Only a new agent without a database
+  warden.fleet.env_files:
+    plan: "{{ warden_plan }}"
+    agents: [hermes]
+  no_log: true
 """
 
 RETURN = r"""
