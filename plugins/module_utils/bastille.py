@@ -356,6 +356,9 @@ def check_jail_spec(spec):
             f"jail name {name!r} is not alphanumeric with at most 11 characters (a VNET jail's epair "
             "e0a_NAME must stay under 16 characters and Bastille refuses - and _ in VNET names)"
         )
+    elif name.isdigit():
+        # create.sh refuses it, and jls -j would take it for a JID
+        problems.append(f"jail name {name!r} has only digits")
     if spec.get("state") == "absent":
         return problems
     for key in ("ip", "gateway"):
@@ -375,6 +378,8 @@ def check_jail_spec(spec):
         return problems + [f"jail {name}: gateway {spec['gateway']!r} is not an IPv4 address: {exc}"]
     if gateway not in iface.network or gateway == iface.ip:
         problems.append(f"jail {name}: gateway {gateway} is not another address of {iface.network}")
+    if spec.get("priority") is not None and spec["priority"] < 0:
+        problems.append(f"jail {name}: priority {spec['priority']} is negative (Bastille takes 0 or more)")
     for mount in spec.get("mounts") or []:
         for key in ("host", "jail"):
             path = mount.get(key) or ""
