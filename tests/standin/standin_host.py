@@ -11,7 +11,7 @@ A stand-in is a directory tree BASE/NAME (BASE defaults to
                       /usr/local is opaque: the machine's /usr/local is hidden
                 bin, sbin, lib, lib64 -> usr/...
                 etc, var, tmp, root, home   private directories
-                dev   a private tmpfs with null, zero, random, urandom, tty
+                dev   a private tmpfs with null, zero, random, urandom, tty, ptmx and pts/
                 proc  procfs (process checks of rc.subr and the doubles)
                 .standin/  the simulated kernel (interfaces, PF, jails, sysctl)
 
@@ -325,6 +325,12 @@ def _make_dev(root):
         os.symlink(target, os.path.join(dev, name))
     os.makedirs(os.path.join(dev, "shm"))
     os.chmod(os.path.join(dev, "shm"), 0o1777)
+    # pseudo-terminals, as FreeBSD's devfs has them (pts(4): /dev/ptmx, /dev/pts/N): tmux needs one
+    # per pane; a devpts instance of the stand-in's own, so the machine's terminals stay out of it
+    os.makedirs(os.path.join(dev, "pts"))
+    _run(["mount", "-t", "devpts", "-o", "newinstance,ptmxmode=0666,mode=0620", "standin-pts",
+          os.path.join(dev, "pts")])
+    os.symlink("pts/ptmx", os.path.join(dev, "ptmx"))
 
 
 def up(name, ext_if="vtnet0", ext_addr="192.0.2.10/24", gateway="192.0.2.1",

@@ -28,7 +28,13 @@ lockf (after FreeBSD usr.bin/lockf/lockf.c): lockf [-k] [-s] [-t secs] file cmd.
   exit 75 (EX_TEMPFAIL) with "lockf: FILE: already locked" when -t 0 and held.
 timeout (after FreeBSD bin/timeout/timeout.c): timeout [-k time] [-s sig]
   [--preserve-status] [-f] duration cmd...  Acquires the reaper role and on
-  SIGTERM (or expiry) signals every descendant, not only the child.
+  SIGTERM (or expiry) signals every descendant, not only the child; without
+  -k it then only waits for its child, so a descendant that ignores the
+  signal is left running (re-parented), as FreeBSD 14's timeout.c does; a
+  duration of 0 sets no timer.  Not modelled: after the child ends, FreeBSD
+  14's timeout keeps waiting while orphans re-parented to it still run
+  (PROC_REAP_STATUS rs_children), e.g. a daemon a `service X start` under
+  timeout leaves; the double exits with its child.
 """
 
 import contextlib
@@ -393,8 +399,10 @@ def timeout_main(args):
         not_implemented("timeout", args)
     limit = _duration(rest[0])
     kill_after = _duration(o["-k"]) if "-k" in o else None
+    foreground = "-f" in o
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    if not foreground:
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     me = os.getpid()
     pid = os.fork()
     if pid == 0:
@@ -405,46 +413,56 @@ def timeout_main(args):
     state = {"signalled": None}
 
     def kill_tree(signum_):
-        for p in _descendants(me):
+        # PROC_REAP_KILL: every descendant; --foreground: the child only
+        for p in ([pid] if foreground else _descendants(me)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signum_)
 
     def on_signal(signum_, _frame):
         state["signalled"] = signum_
-        kill_tree(signum_)
 
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(s, on_signal)
+    # The main loop of FreeBSD 14 bin/timeout/timeout.c: a duration of 0 sets no
+    # timer (set_interval(0)); expiry or a signal sends the signal to the whole
+    # tree (PROC_REAP_KILL) and, without -k, ends the loop at once: processes
+    # that ignore it are left behind; with -k, SIGKILL follows after that time.
     deadline = time.monotonic() + limit if limit > 0 else None
     status = None
     timed_out = False
+    while True:
+        with contextlib.suppress(ChildProcessError):
+            while True:
+                wpid, wstatus = os.waitpid(-1, os.WNOHANG)
+                if not wpid:
+                    break
+                if wpid == pid:
+                    status = wstatus
+        # FreeBSD 14 keeps waiting here while orphans re-parented to the reaper
+        # run (PROC_REAP_STATUS rs_children != 0): not modelled, the double
+        # leaves when its child ends (see tests/standin/README.md)
+        if status is not None:
+            break
+        now = time.monotonic()
+        sig = None
+        if state["signalled"] is not None:
+            sig, state["signalled"] = state["signalled"], None
+        elif deadline is not None and now >= deadline:
+            timed_out = True
+            sig = signum
+        if sig is not None:
+            kill_tree(sig)
+            if kill_after is None:
+                break
+            deadline, kill_after, signum = now + kill_after, None, signal.SIGKILL
+        time.sleep(0.05)
     while status is None:
         try:
-            wpid, wstatus = os.waitpid(-1, os.WNOHANG)
+            wpid, wstatus = os.waitpid(-1, 0)
         except ChildProcessError:
             break
         if wpid == pid:
             status = wstatus
-            break
-        if wpid:
-            continue
-        now = time.monotonic()
-        if deadline and not timed_out and now >= deadline:
-            timed_out = True
-            kill_tree(signum)
-            deadline = now + kill_after if kill_after else None
-        elif timed_out and deadline and now >= deadline:
-            kill_tree(signal.SIGKILL)
-            deadline = None
-        time.sleep(0.05)
-    if state["signalled"] is not None or timed_out:
-        # the whole tree goes: give it a moment, then SIGKILL what is left
-        grace = time.monotonic() + 2
-        while _descendants(me) and time.monotonic() < grace:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(-1, os.WNOHANG)
-            time.sleep(0.05)
-        kill_tree(signal.SIGKILL)
     if timed_out and not preserve:
         return 124
     if status is None:
