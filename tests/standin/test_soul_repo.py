@@ -52,8 +52,8 @@ def converge(host, tmp_path, versions):
                      "soul": {"repo": f"/srv/{name}.git", "version": versions[name]}}
               for i, name in enumerate(AGENTS)}
     inventory = tmp_path / "hosts.yml"
-    inventory.write_text(yaml.safe_dump({"warden_hosts": {"hosts": {HOST: {"warden_ext_if": "vtnet0",
-                                                                            "warden_agents": agents}}}}))
+    hostvars = {"warden_ext_if": "vtnet0", "warden_agents": agents}
+    inventory.write_text(yaml.safe_dump({"warden_hosts": {"hosts": {HOST: hostvars}}}))
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"))
     proc = subprocess.run([STANDIN, "run", host, "--", ANSIBLE_PLAYBOOK, "-i", str(inventory), PLAYBOOK],
                           capture_output=True, text=True, check=False, cwd=PROJECT, env=env)
