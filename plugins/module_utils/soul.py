@@ -249,6 +249,9 @@ def soul_problems(agent, entries, blobs, required_files, runtime_paths):
             path.encode("utf-8")
         except UnicodeEncodeError:
             problems.append(f"{path!r} is not a UTF-8 file name")
+        # git's own checkout refuses these; a hand-made tree (git mktree) can still carry them.
+        if any(part in ("", ".", "..") or part.lower() == ".git" for part in path.split("/")):
+            problems.append(f"{path!r} has a '.', '..', '.git' or empty component")
     for name in (MANIFEST, *required_files):
         if name not in paths:
             problems.append(f"the core file {name} is missing")

@@ -708,3 +708,21 @@ def test_an_ssh_repository_is_fetched_through_ssh_with_the_deploy_key_and_strict
                      f"UserKnownHostsFile={known_hosts}", "GlobalKnownHostsFile=/dev/null", "IdentitiesOnly=yes",
                      f"-i {key}", "git@soul.example.net", f"git-upload-pack '{repo.bare}'"):
             assert part in call, (part, call)
+
+
+def test_a_hand_made_tree_reaching_out_of_the_workspace_is_refused(host):
+    repo = host.repo()
+    repo.commit()
+    # git mktree accepts a '..' entry that git checkout would refuse; the soul is read from git objects.
+    inner = _git("write-tree", cwd=repo.work)
+    listing = _git("ls-tree", inner, cwd=repo.work)
+    evil = subprocess.run([GIT, "mktree"], cwd=repo.work, input=f"{listing}\n040000 tree {inner}\t..\n", text=True,
+                          capture_output=True, check=True).stdout.strip()
+    commit = _git("commit-tree", evil, "-m", "escape", cwd=repo.work)
+    _git("push", "-q", str(repo.bare), f"{commit}:refs/heads/evil", cwd=repo.work)
+    entry = host.entry("atlas", repo.bare, commit)
+    before = sorted(os.listdir(pathlib.Path(entry["workspace"]).parent))
+    with pytest.raises(SoulError, match=r"'\.\./SOUL\.md' has a '\.', '\.\.', '\.git' or empty component"):
+        host.run([entry])
+    assert sorted(os.listdir(pathlib.Path(entry["workspace"]).parent)) == before
+    assert os.listdir(entry["workspace"]) == []
