@@ -4,6 +4,11 @@ Each FreeBSD command path inside the stand-in root is a tiny script that
 calls :func:`dispatch` with its name.
 """
 
+import contextlib
+import os
+import shutil
+import stat
+
 from .common import err, kernel, not_implemented, out, run_main
 
 
@@ -11,7 +16,10 @@ def zfs_main(args):
     """zfs(8): list -H -o FIELDS [-t TYPE] [NAME], snapshot NAME@SNAP, destroy NAME@SNAP.
 
     After FreeBSD cddl zfs(8) / zfs-list(8): without datasets `zfs list`
-    prints "no datasets available" (stderr) and exits 0.
+    prints "no datasets available" (stderr) and exits 0. A snapshot is
+    readable, as ZFS presents it, at MOUNTPOINT/.zfs/snapshot/SNAP (zfsprops(7)
+    `snapdir`: the control directory in the root of every file system): the
+    double freezes a copy there and removes it with the snapshot.
     """
     if not args:
         not_implemented("zfs", args)
@@ -71,15 +79,53 @@ def zfs_main(args):
                 if name in snaps:
                     err(f"cannot create snapshot '{name}': dataset already exists")
                     return 1
+                _freeze_snapshot(k["zfs"]["datasets"][fs], name.split("@", 1)[1])
                 snaps.append(name)
             else:
                 if name not in snaps:
                     err("could not find any snapshots to destroy; check snapshot names.")
                     return 1
+                _drop_snapshot(k["zfs"]["datasets"][fs], name.split("@", 1)[1])
                 snaps.remove(name)
         return 0
     not_implemented("zfs", args)
     return 64
+
+
+def _snapshot_dir(mountpoint, snap):
+    return os.path.join(mountpoint, ".zfs", "snapshot", snap)
+
+
+def _freeze_snapshot(mountpoint, snap):
+    """The file system as it is now, under its .zfs/snapshot/SNAP: links stay
+    links, modes, owners and times are kept; .zfs itself is not in it."""
+    if not os.path.isdir(mountpoint):
+        return  # not mounted (a jail dataset before its first start): nothing to present
+    dest = _snapshot_dir(mountpoint, snap)
+
+    def copy(src, dst):
+        shutil.copy2(src, dst, follow_symlinks=False)
+        st = os.lstat(src)
+        os.lchown(dst, st.st_uid, st.st_gid)
+
+    shutil.copytree(mountpoint, dest, symlinks=True, copy_function=copy,
+                    ignore=lambda d, names: [".zfs"] if d == mountpoint else [])
+    for dirpath, dirnames, _files in os.walk(dest):
+        for d in dirnames:
+            src = os.path.join(mountpoint, os.path.relpath(os.path.join(dirpath, d), dest))
+            st = os.lstat(src)
+            os.lchown(os.path.join(dirpath, d), st.st_uid, st.st_gid)
+    st = os.lstat(mountpoint)
+    os.chown(dest, st.st_uid, st.st_gid)
+    os.chmod(dest, stat.S_IMODE(st.st_mode))
+
+
+def _drop_snapshot(mountpoint, snap):
+    """Removes the snapshot's directory; .zfs is hidden again once no snapshot is left (snapdir=hidden)."""
+    shutil.rmtree(_snapshot_dir(mountpoint, snap), ignore_errors=True)
+    for parent in (os.path.join(mountpoint, ".zfs", "snapshot"), os.path.join(mountpoint, ".zfs")):
+        with contextlib.suppress(OSError):
+            os.rmdir(parent)
 
 
 def zpool_main(args):
@@ -110,10 +156,10 @@ def _table():
         "pw": pkgpw.pw_main, "chpass": pkgpw.chpass_main, "daemon": procs.daemon_main,
         "lockf": procs.lockf_main, "timeout": procs.timeout_main, "bastille": bastille.main,
         "zfs": zfs_main, "zpool": zpool_main, "freebsd-version": freebsd_version_main, "su": su.main,
-        "pgrep": pgrep.pgrep_main, "pkill": pgrep.pkill_main,
         # services.py: the jails' daemons (base and packages) and devfs(8)
         "sshd": sshd_main, "devfs": devfs_main, "nginx": nginx_main, "ollama": ollama_main,
         "llama-server": llama_server_main,
+        "pgrep": pgrep.pgrep_main, "pkill": pgrep.pkill_main,
     }
 
 
