@@ -49,6 +49,7 @@ attributes:
     description: Asks C(status) only and reports what it would start, restart or stop.
   diff_mode:
     support: none
+    description: Services have no content to show; RV(started), RV(restarted) and RV(stopped) say what changes.
 notes:
   - Runs C(/usr/sbin/service) with argument lists, never through a shell.
 seealso:

@@ -24,7 +24,7 @@ class FakeService:
     def __init__(self, running, broken=()):
         self.running, self.broken, self.calls = set(running), set(broken), []
 
-    def __call__(self, _module, argv, **_kwargs):
+    def __call__(self, argv, **_kwargs):
         assert argv[0] == "/usr/sbin/service"
         name, verb = argv[1], argv[2]
         self.calls.append((name, verb))
@@ -51,7 +51,7 @@ def run(monkeypatch, services, fake, check=False):
 
     monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
     monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    monkeypatch.setattr(basic.AnsibleModule, "run_command", lambda self, argv, **kw: fake(self, argv, **kw))
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", lambda _module, argv, **kw: fake(argv, **kw))
     with patch_module_args({"services": services, "settle": 0, "_ansible_check_mode": check}), \
             pytest.raises(ModuleExit) as exc:
         agent_services.main()
