@@ -33,8 +33,8 @@ author:
   - warden.fleet contributors (@warden-fleet)
 options:
   souls:
-    description: The souls of the host's agents; one entry per agent, from the plan (C(warden_plan.agents[NAME].soul)
-      with its C(paths.workspace) and C(user)).
+    description: The souls of the host's agents, one entry per agent. The plan's C(warden_plan.agents[NAME].soul) is
+      such an entry (docs/souls.md).
     type: list
     elements: dict
     required: true
