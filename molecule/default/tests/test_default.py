@@ -8,10 +8,12 @@ interfaces, PF, jails, services, users, packages).
 Every role that site.yml applies must have tests here (see ROLE_TESTS).
 """
 
+import importlib.util
 import json
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 import testinfra
@@ -37,6 +39,11 @@ ROLE_TESTS = {
     # services, packages, addresses, devfs, check mode: test_jails.py on this host; removal: tests/standin
     "bastille": ["test_bastille_bootstrapped_the_release_and_starts_jails_at_boot"],
     "jails": ["test_every_jail_of_the_plan_is_up_on_warden0"],
+    # layout, souls, env files, shared files, re-runs, a new soul version: test_agents.py
+    "shared_files": ["test_shared_files_are_root_owned_and_read_only_for_agents"],
+    "agent_user": ["test_agent_users_own_private_workspaces"],
+    "agent_soul": ["test_agent_souls_are_installed_at_their_pinned_commit"],
+    "agent_env": ["test_agent_env_files_are_private_and_hold_the_database_password"],
 }
 
 
@@ -289,6 +296,10 @@ def test_adding_an_agent_changes_only_what_lists_the_agents(tmp_path, standin, e
             "warden.fleet.pf : Install and load the agents' PF anchor, referenced from pf.conf",
             "warden.fleet.jails : Create and start the agents' jails, destroy the removed agents' jails",
             "warden.fleet.jails : Install and start what runs in each jail",
+            "warden.fleet.agent_user : Create the agents' missing groups",
+            "warden.fleet.agent_user : Create or correct the agents' users",
+            "warden.fleet.agent_user : Lay out every agent's home and workspace",
+            "warden.fleet.agent_env : Write every agent's environment file",
             "warden.fleet.host_tools : Write the host's plan for the warden command"]
         plan = json.loads(standin.file("/usr/local/etc/warden/plan.json").content_string)
         assert sorted(plan["agents"]) == sorted(agents)
@@ -301,3 +312,51 @@ def test_adding_an_agent_changes_only_what_lists_the_agents(tmp_path, standin, e
     assert _changed_tasks(restored.stdout) == ["warden.fleet.host_tools : Write the host's plan for the warden command"]
     registry = json.loads(standin.file("/var/db/warden/registry.json").content_string)
     assert sorted(registry["agents"]) == sorted(agents)
+
+
+def _runtime_plan(example_host):
+    """The converged plan: the example inventory with molecule's shared files (plan.json changes in later tests)."""
+    spec = importlib.util.spec_from_file_location(
+        "warden_fleet_model", os.path.join(PROJECT, "plugins", "module_utils", "fleet_model.py"))
+    model = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, model)  # its dataclasses look their module up
+    spec.loader.exec_module(model)
+    shared = os.path.join(PROJECT, "inventories", "example", "shared")
+    return model.plan_or_raise(example_host[0], dict(example_host[1], warden_shared_files={"src": shared}))
+
+
+def test_shared_files_are_root_owned_and_read_only_for_agents(standin, example_host):
+    plan = _runtime_plan(example_host)
+    shared = standin.file(plan["shared_files"]["dir"])
+    assert (shared.user, shared.mode) == ("root", 0o755)
+    tools = standin.file(f"{plan['shared_files']['dir']}/TOOLS.md")
+    assert (tools.user, tools.mode) == ("root", 0o644)
+    for name, agent in plan["agents"].items():
+        assert standin.file(f"{agent['paths']['workspace']}/shared").linked_to == plan["shared_files"]["dir"]
+        write = standin.run(f"su -m {name} -c 'echo x >> {agent['paths']['workspace']}/shared/TOOLS.md'")
+        assert write.rc != 0, f"{name} could write a shared file"
+
+
+def test_agent_users_own_private_workspaces(standin, state, example_host):
+    for name, agent in _runtime_plan(example_host)["agents"].items():
+        assert state["users"][name]["home"] == agent["paths"]["home"]
+        workspace = standin.file(agent["paths"]["workspace"])
+        assert (workspace.user, workspace.group, workspace.mode) == (name, agent["user"]["group"], 0o700)
+        assert standin.file(f"{agent['paths']['workspace']}/MEMORY.md").is_file
+
+
+def test_agent_souls_are_installed_at_their_pinned_commit(standin, example_host):
+    for agent in _runtime_plan(example_host)["agents"].values():
+        soul = agent["soul"]
+        installed = standin.check_output(f"git -C {soul['dest']} rev-parse HEAD")
+        # create.yml serves the example's souls from bare repositories in /var/tmp/souls
+        bare = f"/var/tmp/souls/{os.path.basename(soul['repo'])}"
+        pinned = standin.check_output(f"git -C {bare} rev-parse 'refs/tags/{soul['version']}^{{commit}}'")
+        assert installed == pinned and standin.file(f"{agent['paths']['workspace']}/SOUL.md").size > 0
+
+
+def test_agent_env_files_are_private_and_hold_the_database_password(standin, example_host):
+    for name, agent in _runtime_plan(example_host)["agents"].items():
+        env = standin.file(agent["paths"]["env_file"])
+        assert (env.user, env.mode) == (name, 0o600)
+        assert "WARDEN_DB_PASSWORD='" in env.content_string and f"WARDEN_DB_USER='{name}'" in env.content_string
