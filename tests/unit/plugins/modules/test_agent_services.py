@@ -62,7 +62,7 @@ def test_no_op_asks_status_once_per_service_and_changes_nothing(monkeypatch):
     fake = FakeService(running={"atlas", "clawdie"})
     result = run(monkeypatch, [{"name": "atlas"}, {"name": "clawdie"}], fake)
     assert not result["changed"]
-    assert fake.calls == [("atlas", "status"), ("clawdie", "status")]
+    assert sorted(fake.calls) == [("atlas", "status"), ("clawdie", "status")]
     assert result["status"]["atlas"] == RUNNING.format("atlas")
 
 
