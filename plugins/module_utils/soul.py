@@ -52,6 +52,8 @@ PARALLEL = 8
 
 # Where a tag is fetched before its soul is accepted; refs/tags/TAG (the pin) is written after the install.
 INCOMING = "refs/warden/incoming/"
+# Branches and tags fetched aside when a server will not hand out a commit by its id.
+REMOTE = "refs/warden/remote/"
 COMMIT_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 # git check-ref-format's rules that matter for a tag name given on a command line.
 TAG_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*@\{)[^\s~^:?*\[\\\x00-\x1f\x7f]+(?<!\.lock)(?<![./])$")
@@ -663,11 +665,22 @@ class SoulInstaller:
         git = self.git
         if commit != soul.previous and git.rev(soul.git_dir, commit) != commit:
             soul.fetched = True
+            repo = soul.entry["repo"]
             try:
-                git.run(["fetch", "-q", "--no-tags", "--end-of-options", soul.entry["repo"], commit], soul.git_dir,
+                git.run(["fetch", "-q", "--no-tags", "--end-of-options", repo, commit], soul.git_dir,
                         key_file=key_file)
-            except GitError as exc:
-                soul.problem(f"commit {commit} could not be fetched from {redact_url(soul.entry['repo'])} ({exc})")
+            except GitError:
+                # A server that serves only advertised refs (protocol v0 without uploadpack.allowAnySHA1InWant):
+                # fetch its branches and tags aside, then look for the commit among them.
+                try:
+                    git.run(["fetch", "-q", "--no-tags", "--end-of-options", repo, f"+refs/heads/*:{REMOTE}heads/*",
+                             f"+refs/tags/*:{REMOTE}tags/*"], soul.git_dir, key_file=key_file)
+                except GitError as exc:
+                    soul.problem(f"commit {commit} could not be fetched from {redact_url(repo)} ({exc})")
+                    return
+            if git.rev(soul.git_dir, commit) != commit:
+                soul.problem(f"commit {commit} could not be fetched from {redact_url(repo)}: no branch or tag "
+                             "there holds it (force-pushed away?)")
                 return
         soul.commit = commit
 

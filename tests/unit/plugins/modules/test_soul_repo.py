@@ -726,3 +726,25 @@ def test_a_hand_made_tree_reaching_out_of_the_workspace_is_refused(host):
         host.run([entry])
     assert sorted(os.listdir(pathlib.Path(entry["workspace"]).parent)) == before
     assert os.listdir(entry["workspace"]) == []
+
+
+def test_a_server_that_serves_only_its_refs_still_gives_a_commit_pin_one_of_them_holds(host, monkeypatch):
+    repo = host.repo()
+    pinned = repo.commit({"SOUL.md": "pinned\n"})
+    repo.commit({"SOUL.md": "later\n"})
+    repo.push("HEAD:refs/heads/main")
+    real_run = Git.run
+    refused = []
+
+    def refusing_run(self, args, *rest, **kwargs):
+        if args[0] == "fetch" and args[-1] == pinned:
+            refused.append(args)
+            raise soul.GitError("git fetch failed: fatal: remote error: upload-pack: not our ref " + pinned)
+        return real_run(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(Git, "run", refusing_run)
+    entry = host.entry("atlas", repo.bare, pinned)
+    assert host.run([entry]).results["atlas"]["commit"] == pinned and refused
+    assert (pathlib.Path(entry["workspace"]) / "SOUL.md").read_text() == "pinned\n"
+    with pytest.raises(SoulError, match="no branch or tag there holds it"):
+        host.run([host.entry("hermes", repo.bare, "0" * 40)])
