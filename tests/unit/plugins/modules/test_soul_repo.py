@@ -588,9 +588,8 @@ def test_ssh_is_strict_about_host_keys_and_deploy_keys(host, tmp_path):
     entry = host.entry("atlas", "git@git.example.net:souls/atlas.git", "v1", key_file=str(tmp_path / "key"))
     (tmp_path / "key").write_text("not checked here\n")
     (tmp_path / "key").chmod(0o644)
-    options = {"moved_tag": "fail"}
     with pytest.raises(SoulError, match="must be a regular file owned by root, mode 0600"):
-        host.run([entry], **options)
+        host.run([entry])
     (tmp_path / "key").chmod(0o600)
     installer = SoulInstaller(Git(GIT, known_hosts=str(tmp_path / "missing_known_hosts")))
     with pytest.raises(SoulError, match="known_hosts .*missing_known_hosts is missing"):
