@@ -82,6 +82,10 @@ def _drop_privileges(user):
     os.environ["HOME"] = pw.pw_dir
     os.environ["USER"] = pw.pw_name
     os.environ["SHELL"] = pw.pw_shell
+    # daemon.c restrict_process: setusercontext(..., LOGIN_SETALL) sets PATH
+    # from the login class (FreeBSD's default class, as su -l does)
+    from .su import DEFAULT_PATH
+    os.environ["PATH"] = DEFAULT_PATH.format(home=pw.pw_dir)
 
 
 # syslog(3) names daemon(8) accepts for -l and -s (sys/syslog.h facilitynames,
