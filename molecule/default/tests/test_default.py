@@ -39,6 +39,8 @@ ROLE_TESTS = {
     # services, packages, addresses, devfs, check mode: test_jails.py on this host; removal: tests/standin
     "bastille": ["test_bastille_bootstrapped_the_release_and_starts_jails_at_boot"],
     "jails": ["test_every_jail_of_the_plan_is_up_on_warden0"],
+    # reaching it from the agent and from a neighbour, createdb/createrole, -vvv, reboot: test_postgresql.py
+    "postgresql": ["test_postgresql_serves_every_agent_its_role_and_databases"],
     # layout, souls, env files, shared files, re-runs, a new soul version: test_agents.py
     "shared_files": ["test_shared_files_are_root_owned_and_read_only_for_agents"],
     "agent_user": ["test_agent_users_own_private_workspaces"],
@@ -249,6 +251,16 @@ def test_every_jail_of_the_plan_is_up_on_warden0(standin, state):
         got = state["jails"][jail["name"]]
         assert (got["state"], got["bridge"], got["ip"], got["gateway"]) == ("Up", "warden0", jail["cidr"],
                                                                            jail["gateway"]), jail["name"]
+
+
+def test_postgresql_serves_every_agent_its_role_and_databases(standin, state):
+    plan = json.loads(standin.file("/usr/local/etc/warden/plan.json").content_string)
+    dbs = [a["db"] for a in plan["agents"].values() if a["state"] == "present" and a["db"]]
+    assert len(dbs) == 2
+    for db in dbs:
+        served = state["jails"][db["jail"]]["postgresql"]
+        assert db["role"] in served["roles"], db["jail"]
+        assert set(db["databases"].values()) <= set(served["databases"]), db["jail"]
 
 
 def test_no_process_of_the_run_is_left_behind(state):
