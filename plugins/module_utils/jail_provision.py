@@ -21,6 +21,7 @@ import re
 from ansible_collections.warden.fleet.plugins.module_utils.backup.runner import (
     CommandRunner,
     as_fixed,
+    as_flag,
     as_opt_val,
     as_value,
 )
@@ -37,7 +38,10 @@ SERVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # sysrc -e prints NAME="VALUE" (usr.sbin/sysrc/sysrc: the -e format)
 SYSRC_E_RE = re.compile(r'^([A-Za-z_][A-Za-z0-9_]*)="(.*)"$')
 
-TIMEOUT = CommandRunner("timeout", {"kill": as_opt_val("-k"), "seconds": as_value()})
+# -f (foreground) for service starts: without it timeout(1) reaps the command's whole tree and waits for every
+# descendant (bin/timeout/timeout.c, PROC_REAP_STATUS), so a daemon the rc.d script detaches would hold it until
+# the time is up and then be killed with the rest.
+TIMEOUT = CommandRunner("timeout", {"foreground": as_flag("-f"), "kill": as_opt_val("-k"), "seconds": as_value()})
 JLS = CommandRunner("jls", {"jail": as_opt_val("-j"), "jid": as_fixed("jid")})
 # pkg(8): -j attaches to the jail (the host's pkg works there, no bootstrap inside the jail)
 PKG = CommandRunner(
@@ -64,9 +68,13 @@ class Runner:
     def __init__(self, run_command):
         self.run_command = run_command
 
-    def __call__(self, argv, timeout=DEFAULT_TIMEOUT, environ=None):
-        bound = TIMEOUT.argv("kill seconds", kill=f"{KILL_AFTER}s", seconds=f"{timeout}s")
+    def __call__(self, argv, timeout=DEFAULT_TIMEOUT, environ=None, detaches=False):
+        """detaches: the command leaves a daemon behind (a service start); only the command itself is bounded."""
+        bound = TIMEOUT.argv("foreground kill seconds", foreground=detaches, kill=f"{KILL_AFTER}s",
+                             seconds=f"{timeout}s")
         rc, out, err = self.run_command(bound + argv, environ_update=environ or {})
+        if rc == 124:
+            err = f"did not finish within {timeout} s and was stopped. {err}"
         return rc, out, err
 
 
@@ -172,7 +180,7 @@ def apply(run, name, todo):
         if rc != 0:
             raise ProvisionError(f"{name}: sysrc {' '.join(assignments)} failed (rc={rc}): {(err or out).strip()}")
     for service in todo["start"]:
-        rc, out, err = run(SERVICE.argv("jail name", jail=name, name=service) + ["start"])
+        rc, out, err = run(SERVICE.argv("jail name", jail=name, name=service) + ["start"], detaches=True)
         if rc != 0:
             raise ProvisionError(f"{name}: service {service} start failed (rc={rc}): {(err or out).strip()}")
 

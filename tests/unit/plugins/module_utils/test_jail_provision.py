@@ -24,8 +24,13 @@ class FakeHost:
         self.calls = []
 
     def __call__(self, argv, environ_update=None):
+        foreground = argv[1:2] == ["-f"]
+        if foreground:
+            argv = argv[:1] + argv[2:]
         assert argv[:4] == ["/usr/bin/timeout", "-k", "30s", argv[3]] and argv[3].endswith("s")
         cmd = argv[4:]
+        # only a service start leaves a daemon behind: it alone runs without timeout's reaper
+        assert foreground == (cmd[0].endswith("/service") and cmd[-1] == "start"), argv
         self.calls.append((cmd, dict(environ_update or {})))
         tool, args = cmd[0].rsplit("/", 1)[1], cmd[1:]
         if tool == "jls":
