@@ -314,3 +314,24 @@ def test_reboot_brings_every_enabled_agent_back_as_its_user(converged):
         procs = {p["pid"]: p for p in processes(host)}
         assert procs[child_pid(host, agent)]["uid"] == uid_of(host, agent)
         assert ok(host, f"service {agent} status").startswith(f"{agent} is running as pid ")
+
+
+def test_an_absent_agent_is_stopped_disabled_and_its_files_removed(converged, tmp_path):
+    host = converged
+    atlas_before = child_pid(host, "atlas")
+    with open(os.path.join(FIXTURES, "hosts.yml"), encoding="utf-8") as fh:
+        inv = yaml.safe_load(fh)
+    inv["warden_hosts"]["hosts"]["svc1.test"]["warden_agents"]["hermes"]["state"] = "absent"
+    absent_inv = tmp_path / "hosts.yml"
+    absent_inv.write_text(yaml.safe_dump(inv))
+    changed, out = converge(host, str(absent_inv))
+    assert changed == 3, out[-3000:]      # stopped, rcvar removed, script and newsyslog file removed
+    assert agent_processes(host, "hermes") == []
+    assert sh(host, "sysrc -n hermes_enable")[0] != 0
+    root = H.paths(host)["root"]
+    assert not os.path.exists(f"{root}/usr/local/etc/rc.d/hermes")
+    assert not os.path.exists(f"{root}/usr/local/etc/newsyslog.conf.d/warden-hermes.conf")
+    assert os.path.exists(f"{root}/var/log/hermes.log")          # the log stays
+    assert child_pid(host, "atlas") == atlas_before
+    changed, out = converge(host, str(absent_inv))
+    assert changed == 0, out[-3000:]
