@@ -78,10 +78,11 @@ attributes:
     description: Read only; the same in check mode.
   diff_mode:
     support: none
+    description: Nothing to show; the result lists the differences per agent.
 notes:
   - Runs C(/usr/bin/timeout), C(/usr/sbin/jexec), and in the jail C(/usr/local/bin/psql), C(/usr/sbin/service) and
     C(/bin/test), with argument lists, never through a shell.
-  - Use C(no_log) on the task: its arguments hold the passwords.
+  - Use C(no_log) on the task, its arguments hold the passwords.
 seealso:
   - module: community.postgresql.postgresql_user
   - module: community.postgresql.postgresql_pg_hba
