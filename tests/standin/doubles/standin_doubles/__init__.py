@@ -164,4 +164,7 @@ def _table():
 
 
 def dispatch(name, argv):
-    return run_main(name, _table()[name], argv)
+    # the doubles defined here need none of the others: every call is a process
+    # of its own, and importing every double costs more than a `zfs list`
+    own = {"zfs": zfs_main, "zpool": zpool_main, "freebsd-version": freebsd_version_main}
+    return run_main(name, own[name] if name in own else _table()[name], argv)
