@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pathlib
@@ -10,13 +11,12 @@ import subprocess
 
 from ansible_collections.warden.fleet.plugins.module_utils import fleet_model
 
-HERE = pathlib.Path(__file__).resolve().parent
-DOUBLES = HERE / "bin"
 PG_BIN = pathlib.Path(os.environ.get("WARDEN_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 COMMAND = "/usr/local/bin/agent-runtime"
 
 
-def psql(pg, sql, db="postgres"):
+def psql(pg, sql, db="postgres", jail="atlasdb"):
+    """Run SQL as postgres on the server of a db jail of the stand-in (through its unix socket)."""
     proc = subprocess.run(
         [
             str(PG_BIN / "psql"),
@@ -27,7 +27,7 @@ def psql(pg, sql, db="postgres"):
             "-v",
             "ON_ERROR_STOP=1",
             "-h",
-            pg["host"],
+            pg["sockets"][jail],
             "-p",
             pg["port"],
             "-U",
@@ -44,14 +44,26 @@ def psql(pg, sql, db="postgres"):
     return proc.stdout.strip()
 
 
-class Fleet:
-    """A host's plan (from the fleet model) pointing into a temp dir."""
+@functools.cache
+def session_plan():
+    """The plan of the agents every test may use, with their db jails: the
+    names the stand-in of the session is set up with."""
+    plan, problems = fleet_model.build_plan(
+        "bsd1.example.net",
+        {"warden_ext_if": "vtnet0", "warden_agents": agents_spec("atlas", "hermes", db=("atlas", "hermes"))},
+    )
+    assert not problems, [str(p) for p in problems]
+    return plan
 
-    def __init__(self, tmp, agents, backup=None):
+
+class Fleet:
+    """A host's plan (from the fleet model) pointing into a temp dir; its
+    FreeBSD commands are those of the stand-in `host`."""
+
+    def __init__(self, tmp, agents, backup=None, host=None):
         self.tmp = tmp
-        self.run_dir = tmp / "run"
-        self.run_dir.mkdir()
-        self.calls = tmp / "calls.log"
+        self.host = host
+        self.calls_seen = len(host.calls()) if host else 0
         hostvars = {
             "warden_ext_if": "vtnet0",
             "warden_root": str(tmp / "root"),
@@ -61,18 +73,23 @@ class Fleet:
         }
         plan, problems = fleet_model.build_plan("bsd1.example.net", hostvars)
         assert not problems, [str(p) for p in problems]
-        for agent in plan["agents"].values():
-            # the service double keeps its pidfiles here
-            agent["service"]["pidfile"] = str(self.run_dir / f"{agent['service']['name']}.pid")
+        if host:
+            for agent in plan["agents"].values():
+                # the service runs on the stand-in: its pidfile as seen from here
+                agent["service"]["pidfile"] = str(host.outside(agent["service"]["pidfile"]))
         self.plan = plan
 
     def paths(self, agent):
         return {k: pathlib.Path(v) for k, v in self.plan["agents"][agent]["paths"].items()}
 
     def calls_made(self, command="service"):
-        """Logged calls of one double (default: service), in order."""
-        lines = self.calls.read_text().splitlines() if self.calls.exists() else []
+        """Calls of one FreeBSD command (default: service) on the stand-in since
+        the fleet was made or forget_calls(), in order."""
+        lines = self.host.calls()[self.calls_seen :]
         return [line for line in lines if command is None or line.split()[0] == command]
+
+    def forget_calls(self):
+        self.calls_seen = len(self.host.calls())
 
 
 def agents_spec(*names, db=()):

@@ -38,7 +38,7 @@ def start_service(fleet, agent):
     subprocess.run(
         ["service", fleet.plan["agents"][agent]["service"]["name"], "start"], check=True, capture_output=True
     )
-    fleet.calls.unlink()
+    fleet.forget_calls()
 
 
 def agent_owned(fleet, agent, monkeypatch):
@@ -531,9 +531,8 @@ def test_a_workspace_swapped_for_a_link_to_another_dataset_is_not_snapshotted(ma
     agent_owned(fleet, "atlas", monkeypatch)
     other = tmp_path / "other-dataset"
     root_only_dir(other, {"shadow": "root-only secret line\n"})
-    datasets = fleet.tmp / "zfs.txt"
-    datasets.write_text(f"zroot/warden/atlas/state\t{st}\nzroot/other\t{other}\n")
-    monkeypatch.setenv("WARDEN_TEST_ZFS", str(datasets))
+    fleet.host.add_dataset("zroot/warden/atlas/state", st)
+    fleet.host.add_dataset("zroot/other", other)
     real_source = backup.Snapshots.source
 
     def swap_then_snapshot(self, path):

@@ -35,7 +35,7 @@ def start_service(fleet, agent):
     subprocess.run(
         ["service", fleet.plan["agents"][agent]["service"]["name"], "start"], check=True, capture_output=True
     )
-    fleet.calls.unlink()
+    fleet.forget_calls()
 
 
 def home_listing(fleet, agent):
@@ -438,7 +438,7 @@ def test_check_mode_reports_without_writing(make_fleet):
 
 
 def test_orphans_and_listing(make_fleet):
-    fleet = make_fleet("atlas", "hermes", jails_up=("atlasgit",))
+    fleet = make_fleet("atlas", "hermes")  # the stand-in runs atlasgit, not hermesgit
     populate(fleet.paths("atlas")["workspace"], fleet.paths("atlas")["state"])
     orphan = fleet.tmp / "root" / "agents" / "oldbot" / "workspace"
     orphan.mkdir(parents=True)
@@ -522,9 +522,7 @@ def test_zfs_dataset_is_read_from_a_snapshot(make_fleet, monkeypatch):
     fleet = make_fleet("atlas")
     ws = fleet.paths("atlas")["workspace"]
     populate(ws, fleet.paths("atlas")["state"])
-    datasets = fleet.tmp / "zfs.txt"
-    datasets.write_text(f"zroot/warden/atlas/workspace\t{ws}\n")
-    monkeypatch.setenv("WARDEN_TEST_ZFS", str(datasets))
+    fleet.host.add_dataset("zroot/warden/atlas/workspace", ws)
     before = tree(ws)
     res = backup.backup_fleet(fleet.plan, now=at(0))
     assert res["agents"]["atlas"]["consistency"] == "zfs-snapshot"

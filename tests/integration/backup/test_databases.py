@@ -1,4 +1,4 @@
-"""Database dumps and restores against a real PostgreSQL 15, reached through the strict jexec double."""
+"""Database dumps and restores against PostgreSQL in the db jails of the stand-in FreeBSD host, through its jexec."""
 
 from __future__ import annotations
 
@@ -21,24 +21,24 @@ def at(day):
 
 def create_agent_databases(pg, plan, agent):
     db = plan["agents"][agent]["db"]
-    role = db["role"]
-    exists = psql(pg, f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'")
+    role, jail = db["role"], db["jail"]
+    exists = psql(pg, f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'", jail=jail)
     if not exists:
-        psql(pg, f"CREATE ROLE {role} LOGIN")
+        psql(pg, f"CREATE ROLE {role} LOGIN", jail=jail)
     for name in db["databases"].values():
-        psql(pg, f"DROP DATABASE IF EXISTS {name}")
-        psql(pg, f"CREATE DATABASE {name} OWNER {role}")
+        psql(pg, f"DROP DATABASE IF EXISTS {name}", jail=jail)
+        psql(pg, f"CREATE DATABASE {name} OWNER {role}", jail=jail)
     ops = db["databases"]["ops"]
-    psql(pg, f"SET ROLE {role}; CREATE TABLE tasks (id int PRIMARY KEY, title text)", db=ops)
-    psql(pg, "INSERT INTO tasks SELECT g, 'task ' || g FROM generate_series(1, 500) g", db=ops)
+    psql(pg, f"SET ROLE {role}; CREATE TABLE tasks (id int PRIMARY KEY, title text)", db=ops, jail=jail)
+    psql(pg, "INSERT INTO tasks SELECT g, 'task ' || g FROM generate_series(1, 500) g", db=ops, jail=jail)
     brain = db["databases"]["brain"]
-    psql(pg, f"SET ROLE {role}; CREATE TABLE memories (id serial PRIMARY KEY, body text)", db=brain)
-    psql(pg, "INSERT INTO memories (body) VALUES ('the user prefers short answers')", db=brain)
+    psql(pg, f"SET ROLE {role}; CREATE TABLE memories (id serial PRIMARY KEY, body text)", db=brain, jail=jail)
+    psql(pg, "INSERT INTO memories (body) VALUES ('the user prefers short answers')", db=brain, jail=jail)
 
 
 @pytest.fixture
 def db_fleet(make_fleet, postgres):
-    fleet = make_fleet("atlas", "hermes", db=("atlas", "hermes"), pg=postgres)
+    fleet = make_fleet("atlas", "hermes", db=("atlas", "hermes"))
     for agent in ("atlas", "hermes"):
         populate(fleet.paths(agent)["workspace"], fleet.paths(agent)["state"], seed=agent)
         create_agent_databases(postgres, fleet.plan, agent)
@@ -104,12 +104,15 @@ def test_databases_are_backed_up_skipped_when_unchanged_and_restored(db_fleet, p
 def test_restore_under_another_agent_name_uses_its_databases_and_role(db_fleet, postgres):
     plan = db_fleet.plan
     archive = backup.backup_fleet(plan, ["atlas"], now=at(0))["created"][0]
-    psql(postgres, "DELETE FROM tasks", db="hermes_ops")
+    psql(postgres, "DELETE FROM tasks", db="hermes_ops", jail="hermesdb")
     res = backup.restore_agent(plan, "atlas", target_agent="hermes")
     assert res["archive"] == archive and res["target_agent"] == "hermes"
     assert res["databases"] == ["hermes_brain", "hermes_ops", "hermes_skills"]
-    assert psql(postgres, "SELECT count(*) FROM tasks", db="hermes_ops") == "500"
-    assert psql(postgres, "SELECT tableowner FROM pg_tables WHERE tablename = 'tasks'", db="hermes_ops") == "hermes"
+    assert psql(postgres, "SELECT count(*) FROM tasks", db="hermes_ops", jail="hermesdb") == "500"
+    assert (
+        psql(postgres, "SELECT tableowner FROM pg_tables WHERE tablename = 'tasks'", db="hermes_ops", jail="hermesdb")
+        == "hermes"
+    )
     assert psql(postgres, "SELECT count(*) FROM tasks", db="atlas_ops") == "500", "the source is untouched"
     restores = [c for c in db_fleet.calls_made("jexec") if "pg_restore" in c]
     assert all(" hermesdb " in c and "--no-owner --no-acl --role=hermes" in c for c in restores)

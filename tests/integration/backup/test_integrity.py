@@ -130,7 +130,7 @@ def test_full_disk_fails_the_agent_cleanly_naming_the_cause(make_fleet, small_di
 
 
 def test_full_disk_while_dumping_a_database(make_fleet, small_disk, postgres):
-    fleet = make_fleet("atlas", db=("atlas",), pg=postgres, backup={"dir": str(small_disk)})
+    fleet = make_fleet("atlas", db=("atlas",), backup={"dir": str(small_disk)})
     populate(fleet.paths("atlas")["workspace"], fleet.paths("atlas")["state"])
     db = fleet.plan["agents"]["atlas"]["db"]
     for name in db["databases"].values():
@@ -363,7 +363,7 @@ def test_a_damaged_manifest_is_rebuilt_from_the_archive(make_fleet):
 
 def test_an_archive_without_manifest_is_rebuilt_not_deleted(make_fleet, postgres):
     """The crash window between the archive's rename and its manifest: the data was verified already."""
-    fleet = make_fleet("atlas", db=("atlas",), pg=postgres)
+    fleet = make_fleet("atlas", db=("atlas",))
     db = fleet.plan["agents"]["atlas"]["db"]
     for name in db["databases"].values():
         psql(postgres, f"DROP DATABASE IF EXISTS {name}")
@@ -497,7 +497,7 @@ def test_a_wrong_passphrase_stops_the_restore_before_anything_is_swapped(make_fl
     (ws / "AGENTS.md").write_text("work since the backup\n")
     env_file.write_text("GATEWAY_TOKEN=rotated\n")
     subprocess.run(["service", "atlas", "start"], check=True, capture_output=True)
-    fleet.calls.unlink()
+    fleet.forget_calls()
     before, home = tree(ws), sorted(os.listdir(fleet.paths("atlas")["home"]))
     wrong = tmp_path / "wrong"
     wrong.write_text("not the passphrase\n")

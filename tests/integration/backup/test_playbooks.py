@@ -1,6 +1,6 @@
 """playbooks/backup.yml, list.yml, restore.yml and the backup_schedule role, run with ansible-playbook
-against a local connection whose warden_root, etc dir and backup dir point into a temp dir, with the
-strict service/jexec/jls doubles of ./bin first on PATH."""
+against a local connection whose warden_root, etc dir and backup dir point into a temp dir; the
+FreeBSD commands (service, jexec, jls, zfs) are the stand-in's (conftest.FREEBSD_COMMANDS), first on PATH."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 
 import pytest
 import yaml
-from backup_helpers import COMMAND, DOUBLES, populate, tree
+from backup_helpers import COMMAND, populate, tree
 
 from ansible_collections.warden.fleet.plugins.module_utils import backup
 
@@ -22,7 +22,7 @@ HOST = "bsd1.example.net"
 
 
 @pytest.fixture
-def stand_in(tmp_path):
+def stand_in(tmp_path, freebsd):
     hostvars = {
         "ansible_connection": "local",
         "ansible_python_interpreter": sys.executable,
@@ -49,13 +49,9 @@ def stand_in(tmp_path):
         ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_FORCE_COLOR="0",
-        PATH=os.pathsep.join([str(DOUBLES), os.path.dirname(sys.executable), os.environ["PATH"]]),
-        WARDEN_TEST_SERVICES="atlas,hermes",
-        WARDEN_TEST_RUN=str(tmp_path / "run"),
-        WARDEN_TEST_CALLS=str(tmp_path / "calls.log"),
-        WARDEN_TEST_JAILS_UP="atlasgit",
+        # the stand-in runs the jail atlasgit, not hermesgit
+        PATH=os.pathsep.join([str(freebsd.bindir), os.path.dirname(sys.executable), os.environ["PATH"]]),
     )
-    (tmp_path / "run").mkdir()
 
     def play(playbook, *extra):
         return subprocess.run(
@@ -69,6 +65,7 @@ def stand_in(tmp_path):
         )
 
     play.tmp = tmp_path
+    play.env = env
     return play
 
 
@@ -224,11 +221,7 @@ def test_backup_schedule_role_installs_cron_and_the_host_command(stand_in, tmp_p
     command = prefix / "bin" / "warden"
     assert command.read_text().splitlines()[0] == f"#!{sys.executable}"
     # the installed command works from the plan the role wrote
-    env = dict(
-        os.environ,
-        PATH=os.pathsep.join([str(DOUBLES), os.path.dirname(sys.executable), os.environ["PATH"]]),
-        WARDEN_TEST_JAILS_UP="",
-    )
+    env = stand_in.env
     out = subprocess.run(
         [str(command), "--plan", str(plan_file), "backup"], capture_output=True, text=True, env=env, check=False
     )
