@@ -24,7 +24,7 @@ from pg_server import PG_BIN, PYTHON  # noqa: E402
 ROOT = HERE.parents[2]
 PASSWORD = "Zq8Lr2Vn5Tx7Kp3Wm9Hb4Cd6Fg1Js0Ay"
 DATABASES = {"ops": "atlas_ops", "brain": "atlas_brain", "skills": "atlas_skills"}
-EXTENSIONS = ["pgcrypto", "uuid-ossp"]
+EXTENSIONS = ("pgcrypto", "uuid-ossp")
 
 
 def agent(server, extensions=EXTENSIONS):
@@ -37,7 +37,7 @@ def agent(server, extensions=EXTENSIONS):
             "jail": "atlasdb",
             "host": "127.0.0.1",
             "databases": DATABASES,
-            "extensions": extensions,
+            "extensions": list(extensions),
             "client_cidr": "127.0.0.0/8",
             "data_directory": str(server.data),
             "hba_file": str(server.data / "pg_hba.conf"),
@@ -49,7 +49,7 @@ def entry(server, password=PASSWORD, extensions=EXTENSIONS):
     """The probe's entry for the agent, as the role's warden_postgresql_wanted builds it."""
     return {
         "agent": "atlas", "jail": "atlasdb", "role": "atlas", "databases": list(DATABASES.values()),
-        "extensions": extensions, "listen_addresses": "127.0.0.1", "data_directory": str(server.data),
+        "extensions": list(extensions), "listen_addresses": "127.0.0.1", "data_directory": str(server.data),
         "password": password,
         "hba": [
             {"contype": "local", "databases": "all", "users": "postgres", "method": "peer"},
@@ -96,9 +96,10 @@ def run_role(server, tmp_path, differences, verbosity=0):
     wrapper.chmod(0o755)
     extra = {
         "warden_plan": {"agents": {"atlas": agent(server)}},
-        "warden_postgresql_probe": {"agents": {"atlas": {"agent": "atlas", "running": True,
-                                                          "differences": differences}},
-                                    "differ": ["atlas"] if differences else []},
+        "warden_postgresql_probe": {
+            "agents": {"atlas": {"agent": "atlas", "running": True, "differences": differences}},
+            "differ": ["atlas"] if differences else [],
+        },
         "warden_test_passwords": {"atlas": PASSWORD},
         "warden_postgresql_jail_python": str(wrapper),
         "warden_postgresql_socket_dir": str(server.sock),
