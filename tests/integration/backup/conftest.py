@@ -4,7 +4,8 @@ stand-in FreeBSD host of tests/standin, one for the whole session.
 
 The backup runs in the test process (so a test can wrap any step to race it
 as an agent would); its FreeBSD commands are the stand-in's doubles, reached
-through `standin exec` (FREEBSD_COMMANDS below). On the stand-in: the rc.d
+as `standin exec` reaches them, through the stand-in's chroot wrapper
+(FREEBSD_COMMANDS below, first on PATH). On the stand-in: the rc.d
 services `atlas` and `hermes` (rc.subr, daemon), the running jail
 `atlasgit`, and, for the tests that take the `postgres` fixture, the db jails
 `atlasdb` and `hermesdb` with PostgreSQL, set up as molecule/backup/prepare.yml
