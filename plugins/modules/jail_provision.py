@@ -9,13 +9,15 @@ short_description: Packages, rc.conf values and running services in every servic
 version_added: 0.1.0
 description:
   - For every jail in O(jails), in one call per host, reads what the jail has (C(pkg -j NAME query -a %n),
-    C(sysrc -j NAME -i -e VAR...), C(service -j NAME SVC status)) and acts only on the difference: one
+    C(sysrc -j NAME -i -e VAR...), C(service -j NAME SVC status)) and acts only on the difference, with one
     C(pkg -j NAME install -y) of the missing packages, one C(sysrc -j NAME VAR=VALUE...) of the differing
     variables, C(service -j NAME SVC start) of the services that are not running, in this order. Then it reads
     everything back and fails unless the jail is as wanted.
   - Works through the jail (pkg, sysrc and service attach to it), never by writing into the jail's root
     directory from the host, where a jail's users could plant symlinks.
-  - Every command runs under C(timeout(1)), which ends the command's whole process tree when it hangs.
+  - Every command runs under C(timeout(1)), which ends the command's whole process tree when it hangs; service
+    starts run under C(timeout -f), which bounds the command alone, so the daemon it leaves behind is neither
+    waited for nor killed.
   - Jails not listed are never touched. A listed jail must be running (M(warden.fleet.bastille_jail) creates
     and starts it first); in check mode a jail that does not run yet is reported with everything to do.
 author:

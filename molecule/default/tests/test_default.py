@@ -249,8 +249,8 @@ def test_every_jail_of_the_plan_is_up_on_warden0(standin, state):
     assert len(present) == 7
     for jail in present:
         got = state["jails"][jail["name"]]
-        assert (got["state"], got["bridge"], got["ip"], got["gateway"]) == ("Up", "warden0", jail["cidr"],
-                                                                           jail["gateway"]), jail["name"]
+        wanted = ("Up", "warden0", jail["cidr"], jail["gateway"])
+        assert (got["state"], got["bridge"], got["ip"], got["gateway"]) == wanted, jail["name"]
 
 
 def test_postgresql_serves_every_agent_its_role_and_databases(standin, state):
