@@ -31,7 +31,9 @@ EXTENSION_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 SCRAM_RE = re.compile(r"^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$")
 
 # Differences in the order the role repairs them.
-DIFFERENCES = ("cluster", "running", "settings", "pg_hba", "role", "password", "databases", "extensions", "restart")
+DIFFERENCES = (
+    "jail", "cluster", "running", "settings", "pg_hba", "role", "password", "databases", "extensions", "restart",
+)
 
 # Run as the postgres superuser over the jail's local socket. psql variables: role, dbs, exts (comma lists).
 # pg_authid's verifier never leaves this module: only whether the password matches it.
@@ -155,8 +157,12 @@ def probe(run, entry):
     found = {"agent": entry["agent"], "jail": jail, "differences": []}
     diff = found["differences"]
     rc, _out, _err = run([JLS, "-j", jail, "jid"])
+    found["jail_running"] = rc == 0
     if rc != 0:
-        raise ProbeError(f"{entry['agent']}: its db jail {jail} is not running (the jails role creates and starts it)")
+        # Nothing inside can be read; the jails role creates and starts it (in check mode it has not yet).
+        found.update(initialized=False, running=False)
+        diff.append("jail")
+        return found
     rc, _out, _err = run([JEXEC, "-l", "-U", "postgres", jail, "/bin/test", "-f",
                           f"{entry['data_directory']}/PG_VERSION"])
     found["initialized"] = rc == 0
@@ -166,7 +172,7 @@ def probe(run, entry):
         diff.append("cluster")
     if not found["running"]:
         # Nothing more can be read: everything after the start is to be checked by the role's modules.
-        diff += [d for d in DIFFERENCES if d not in ("cluster", "restart")]
+        diff += [d for d in DIFFERENCES if d not in ("jail", "cluster", "restart")]
         return found
     variables = {"role": entry["role"], "dbs": ",".join(entry["databases"]), "exts": ",".join(entry["extensions"])}
     rc, out, err = _psql(run, jail, "postgres", CLUSTER_SQL, variables)

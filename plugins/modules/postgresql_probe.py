@@ -12,7 +12,8 @@ description:
     own C(psql) over its local socket, peer authentication, and its C(service postgresql status)) and reports what
     differs from the plan, so the role's per-agent tasks run only for the agents that differ.
   - Read only; never changes anything. Nothing of the jail is read through the host's view of its root.
-  - "Differences, in the order the role repairs them: C(cluster) (no C(initdb) yet), C(running), C(settings)
+  - "Differences, in the order the role repairs them: C(jail) (the db jail is not running; nothing else is read),
+    C(cluster) (no C(initdb) yet), C(running), C(settings)
     (C(listen_addresses) or C(password_encryption)), C(pg_hba) (the rules of C(pg_hba.conf) on disk, as
     C(pg_hba_file_rules) reads them, against O(databases[].hba)), C(role) (missing, or superuser, createrole,
     createdb, or no login), C(password), C(databases) (missing or another owner), C(extensions) (missing in one
