@@ -46,6 +46,8 @@ ROLE_TESTS = {
     "agent_user": ["test_agent_users_own_private_workspaces"],
     "agent_soul": ["test_agent_souls_are_installed_at_their_pinned_commit"],
     "agent_env": ["test_agent_env_files_are_private_and_hold_the_database_password"],
+    # status, log, database, tmux: test_agent_service.py; stop, locks, restarts, reboot: tests/standin
+    "agent_service": ["test_agent_service_runs_every_example_agent_as_its_user"],
 }
 
 
@@ -312,6 +314,9 @@ def test_adding_an_agent_changes_only_what_lists_the_agents(tmp_path, standin, e
             "warden.fleet.agent_user : Create or correct the agents' users",
             "warden.fleet.agent_user : Lay out every agent's home and workspace",
             "warden.fleet.agent_env : Write every agent's environment file",
+            "warden.fleet.agent_service : Install the agents' rc.d scripts, their log rotation and the session helper",
+            "warden.fleet.agent_service : Enable the agents that are not enabled yet",
+            "warden.fleet.agent_service : Start, restart or stop the agents' services",
             "warden.fleet.host_tools : Write the host's plan for the warden command"]
         plan = json.loads(standin.file("/usr/local/etc/warden/plan.json").content_string)
         assert sorted(plan["agents"]) == sorted(agents)
@@ -324,6 +329,17 @@ def test_adding_an_agent_changes_only_what_lists_the_agents(tmp_path, standin, e
     assert _changed_tasks(restored.stdout) == ["warden.fleet.host_tools : Write the host's plan for the warden command"]
     registry = json.loads(standin.file("/var/db/warden/registry.json").content_string)
     assert sorted(registry["agents"]) == sorted(agents)
+
+
+def test_agent_service_runs_every_example_agent_as_its_user(standin, state, example_host):
+    for agent, spec in example_host[1]["warden_agents"].items():
+        if spec.get("state", "present") != "present":
+            continue
+        assert state["rc_conf"][f"{agent}_enable"] == "YES"
+        assert standin.run(f"service {agent} status").rc == 0
+        child = int(standin.file(f"/var/run/{agent}.child.pid").content_string)
+        uid = int(standin.check_output(f"id -u {agent}"))
+        assert [p["uid"] for p in state["processes"] if p["pid"] == child] == [uid]
 
 
 def _runtime_plan(example_host):
