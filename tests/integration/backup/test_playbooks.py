@@ -1,6 +1,6 @@
 """playbooks/backup.yml, list.yml, restore.yml and the backup_schedule role, run with ansible-playbook
-against a local connection whose warden_root, etc dir and backup dir point into a temp dir; the
-FreeBSD commands (service, jexec, jls, zfs) are the stand-in's (conftest.FREEBSD_COMMANDS), first on PATH."""
+against the session's stand-in FreeBSD host (`standin run`: the chroot connection, its Python and its
+doubles), with warden_root, the etc dir and the backup dir in a temp dir mounted at the same path inside."""
 
 from __future__ import annotations
 
@@ -18,14 +18,15 @@ from ansible_collections.warden.fleet.plugins.module_utils import backup
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 BIN = pathlib.Path(sys.executable).parent
+STANDIN_CLI = ROOT / "tests" / "standin" / "standin_cli.py"
 HOST = "bsd1.example.net"
+# FreeBSD's Python, which the stand-in's chroot connection runs modules with
+HOST_PYTHON = "/usr/local/bin/python3.11"
 
 
 @pytest.fixture
 def stand_in(tmp_path, freebsd):
     hostvars = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
         "warden_ext_if": "vtnet0",
         "warden_root": str(tmp_path / "root"),
         "warden_etc_dir": str(tmp_path / "etc"),
@@ -49,13 +50,13 @@ def stand_in(tmp_path, freebsd):
         ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_FORCE_COLOR="0",
-        # the stand-in runs the jail atlasgit, not hermesgit
-        PATH=os.pathsep.join([str(freebsd.bindir), os.path.dirname(sys.executable), os.environ["PATH"]]),
     )
 
     def play(playbook, *extra):
+        # the stand-in runs the jail atlasgit, not hermesgit
         return subprocess.run(
-            [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook), *extra],
+            [sys.executable, str(STANDIN_CLI), "run", freebsd.name, "--"]
+            + [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook), *extra],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -65,7 +66,7 @@ def stand_in(tmp_path, freebsd):
         )
 
     play.tmp = tmp_path
-    play.env = env
+    play.host = freebsd
     return play
 
 
@@ -187,7 +188,7 @@ def test_backup_schedule_role_installs_cron_and_the_host_command(stand_in, tmp_p
                     "gather_facts": False,
                     "vars": {
                         "warden_host_tools_prefix": str(prefix),
-                        "warden_host_tools_python": sys.executable,
+                        "warden_host_tools_python": HOST_PYTHON,
                         "warden_backup_schedule_cron_file": str(cron),
                     },
                     "tasks": [
@@ -219,17 +220,12 @@ def test_backup_schedule_role_installs_cron_and_the_host_command(stand_in, tmp_p
     for source in package.glob("*.py"):
         assert (library / source.name).read_bytes() == source.read_bytes(), "one source, copied as is"
     command = prefix / "bin" / "warden"
-    assert command.read_text().splitlines()[0] == f"#!{sys.executable}"
-    # the installed command works from the plan the role wrote
-    env = stand_in.env
-    out = subprocess.run(
-        [str(command), "--plan", str(plan_file), "backup"], capture_output=True, text=True, env=env, check=False
-    )
+    assert command.read_text().splitlines()[0] == f"#!{HOST_PYTHON}"
+    # the installed command works from the plan the role wrote, on the host
+    out = stand_in.host.sh(f"{command} --plan {plan_file} backup", check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == f"warden backup {HOST}: 2 created; pruned 0"
-    out = subprocess.run(
-        [str(command), "--plan", str(plan_file), "list"], capture_output=True, text=True, env=env, check=False
-    )
+    out = stand_in.host.sh(f"{command} --plan {plan_file} list", check=False)
     assert out.returncode == 0 and "atlas" in out.stdout and "hermes" in out.stdout
     # idempotent
     result = stand_in(playbook)
