@@ -306,6 +306,25 @@ def test_a_crashed_agent_is_restarted_by_daemon(converged):
     assert "the agent exited with status 137" in root_file(host, "/var/log/hermes.log")
 
 
+def test_rotation_moves_the_log_and_the_supervisor_reopens_it_on_sighup(converged):
+    """What newsyslog does with the agent's entry: rename the log, SIGHUP the pid file's process (daemon -H)."""
+    host = converged
+    root = H.paths(host)["root"]
+    os.rename(f"{root}/var/log/hermes.log", f"{root}/var/log/hermes.log.0")
+    rotated = root_file(host, "/var/log/hermes.log.0")
+    ok(host, "kill -HUP $(cat /var/run/hermes.pid)")
+    before = child_pid(host, "hermes")
+    agent = [p for p, _pp, c in agent_processes(host, "hermes") if c == "sleep 100000"]
+    os.kill(agent[0], 9)
+    assert wait_for(lambda: os.path.exists(f"{root}/var/log/hermes.log")
+                    and "test-agent hermes up" in root_file(host, "/var/log/hermes.log"), 30)
+    assert "the agent exited with status 137" in root_file(host, "/var/log/hermes.log")
+    assert root_file(host, "/var/log/hermes.log.0") == rotated          # nothing written to the old file
+    assert wait_for(lambda: child_pid(host, "hermes") != before)
+    st = os.stat(f"{root}/var/log/hermes.log")
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600)
+
+
 def test_reboot_brings_every_enabled_agent_back_as_its_user(converged):
     host = converged
     standin_boot.reboot(host)
