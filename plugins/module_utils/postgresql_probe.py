@@ -151,33 +151,41 @@ def _json_lines(text):
     return [json.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
 
 
-def probe(run, entry):
-    """The state of one agent's PostgreSQL and its differences from entry (an element of the databases option)."""
-    jail = entry["jail"]
-    found = {"agent": entry["agent"], "jail": jail, "differences": []}
-    diff = found["differences"]
-    rc, _out, _err = run([JLS, "-j", jail, "jid"])
-    found["jail_running"] = rc == 0
+def running_jails(run):
+    """Names of the running jails, from one jls(8) call for the whole host."""
+    rc, out, err = run([JLS, "name"])
     if rc != 0:
+        raise ProbeError(f"jls name failed (rc {rc}): {err.strip() or out.strip()}")
+    return set(out.split())
+
+
+def probe(run, entry, jails_up):
+    """The state of one agent's PostgreSQL and its differences from entry (an element of the databases option).
+
+    jails_up: the running jails (running_jails()).  A running server answers the first psql call; only when it
+    does not are initdb and the server's status asked for (two more commands).
+    """
+    jail = entry["jail"]
+    found = {"agent": entry["agent"], "jail": jail, "differences": [], "jail_running": jail in jails_up}
+    diff = found["differences"]
+    if not found["jail_running"]:
         # Nothing inside can be read; the jails role creates and starts it (in check mode it has not yet).
         found.update(initialized=False, running=False)
         diff.append("jail")
         return found
-    rc, _out, _err = run([JEXEC, "-l", "-U", "postgres", jail, "/bin/test", "-f",
-                          f"{entry['data_directory']}/PG_VERSION"])
-    found["initialized"] = rc == 0
-    rc, _out, _err = run([JEXEC, "-l", jail, SERVICE, "postgresql", "status"])
-    found["running"] = rc == 0
-    if not found["initialized"]:
-        diff.append("cluster")
-    if not found["running"]:
-        # Nothing more can be read: everything after the start is to be checked by the role's modules.
-        diff += [d for d in DIFFERENCES if d not in ("jail", "cluster", "restart")]
-        return found
     variables = {"role": entry["role"], "dbs": ",".join(entry["databases"]), "exts": ",".join(entry["extensions"])}
     rc, out, err = _psql(run, jail, "postgres", CLUSTER_SQL, variables)
     if rc != 0:
-        raise ProbeError(f"{jail}: psql as postgres failed (rc {rc}): {err.strip() or out.strip()}")
+        rc_init, _out, _err = run([JEXEC, "-l", "-U", "postgres", jail, "/bin/test", "-f",
+                                   f"{entry['data_directory']}/PG_VERSION"])
+        rc_status, _out, _err = run([JEXEC, "-l", jail, SERVICE, "postgresql", "status"])
+        found.update(initialized=rc_init == 0, running=rc_status == 0)
+        if found["running"]:
+            raise ProbeError(f"{jail}: psql as postgres failed (rc {rc}): {err.strip() or out.strip()}")
+        # Nothing more can be read: everything after the start is to be checked by the role's modules.
+        diff += [d for d in DIFFERENCES if d not in ("jail", "restart") and (d != "cluster" or rc_init != 0)]
+        return found
+    found.update(initialized=True, running=True)
     state = _json_lines(out)[0]
     found.update(
         listen_addresses=state["listen_addresses"],

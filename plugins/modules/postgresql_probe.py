@@ -8,9 +8,9 @@ module: postgresql_probe
 short_description: Compare every agent's PostgreSQL in its db jail with the plan, in one call per host
 version_added: 0.1.0
 description:
-  - For each entry of O(databases), looks inside the agent's db jail through C(jexec -l -U postgres JAIL) (the jail's
-    own C(psql) over its local socket, peer authentication, and its C(service postgresql status)) and reports what
-    differs from the plan, so the role's per-agent tasks run only for the agents that differ.
+  - For each entry of O(databases), looks inside the agent's db jail through C(jexec -l -U postgres JAIL) (the
+    jail's own C(psql) over its local socket, peer authentication; only when that fails C(service postgresql status))
+    and reports what differs from the plan, so the role's per-agent tasks run only for the agents that differ.
   - Read only; never changes anything. Nothing of the jail is read through the host's view of its root.
   - "Differences, in the order the role repairs them: C(jail) (the db jail is not running; nothing else is read),
     C(cluster) (no C(initdb) yet), C(running), C(settings)
@@ -81,8 +81,8 @@ attributes:
     support: none
     description: Nothing to show; the result lists the differences per agent.
 notes:
-  - Runs C(/usr/bin/timeout), C(/usr/sbin/jexec), and in the jail C(/usr/local/bin/psql), C(/usr/sbin/service) and
-    C(/bin/test), with argument lists, never through a shell.
+  - Runs C(/usr/bin/timeout), C(/usr/sbin/jls) (once per host), C(/usr/sbin/jexec), and in the jail
+    C(/usr/local/bin/psql), C(/usr/sbin/service) and C(/bin/test), with argument lists, never through a shell.
   - Use C(no_log) on the task, its arguments hold the passwords.
 seealso:
   - module: community.postgresql.postgresql_user
@@ -166,8 +166,9 @@ def main():
     run = pgp.Runner(module.run_command, module.params["timeout"])
     agents = {}
     try:
+        jails_up = pgp.running_jails(run)
         for entry in entries:
-            agents[entry["agent"]] = pgp.probe(run, entry)
+            agents[entry["agent"]] = pgp.probe(run, entry, jails_up)
     except pgp.ProbeError as exc:
         module.fail_json(msg=str(exc), agents=agents)
     differ = [e["agent"] for e in entries if agents[e["agent"]]["differences"]]

@@ -66,8 +66,8 @@ def jexec_double(server):
         bound, rest = argv[:4], argv[4:]
         assert bound[0] == pgp.TIMEOUT and rest[0] in (pgp.JEXEC, pgp.JLS), argv
         if rest[0] == pgp.JLS:
-            assert rest[1:] == ["-j", "atlasdb", "jid"], argv
-            return 0, "7\n", ""
+            assert rest[1:] == ["name"], argv
+            return 0, "atlasgit\natlasdb\n", ""
         user = "root"
         rest = rest[2:] if rest[1] == "-l" else rest[1:]
         if rest[0] == "-U":
@@ -88,6 +88,12 @@ def jexec_double(server):
         return proc.returncode, proc.stdout, proc.stderr
 
     return pgp.Runner(run_command, 60)
+
+
+def probe(server, wanted):
+    """The probe module's calls: the running jails once, then the agent's entry."""
+    run = jexec_double(server)
+    return pgp.probe(run, wanted, pgp.running_jails(run))
 
 
 def run_role(server, tmp_path, differences, verbosity=0):
@@ -121,7 +127,7 @@ def run_role(server, tmp_path, differences, verbosity=0):
 @pytest.fixture(scope="module")
 def converged(server, tmp_path_factory):
     """The role's database tasks once on the fresh server (at -vvv), then the restart its listen address needs."""
-    before = pgp.probe(jexec_double(server), entry(server))
+    before = probe(server, entry(server))
     changed, log = run_role(server, tmp_path_factory.mktemp("run1"), before["differences"], verbosity=3)
     server.pg_ctl("restart")
     return {"before": before, "changed": changed, "log": log}
@@ -181,7 +187,7 @@ def test_the_agents_role_cannot_create_databases_or_roles(server, converged):
 
 
 def test_the_probe_finds_nothing_to_do_after_the_repairs_and_the_restart(server, converged):
-    after = pgp.probe(jexec_double(server), entry(server))
+    after = probe(server, entry(server))
     assert after["differences"] == [], after
     assert after["password_ok"] is True and after["missing_extensions"] == []
     assert "rolpassword" not in after["role"] and PASSWORD not in json.dumps(after)
@@ -189,7 +195,7 @@ def test_the_probe_finds_nothing_to_do_after_the_repairs_and_the_restart(server,
 
 def test_the_probe_sees_a_wrong_password_and_an_extension_the_server_lacks(server, converged):
     # Debian's PostgreSQL 15 has no pgvector: the probe names it; FreeBSD's pgvector package provides it
-    vector = pgp.probe(jexec_double(server), entry(server, password="other", extensions=["vector", *EXTENSIONS]))
+    vector = probe(server, entry(server, password="other", extensions=["vector", *EXTENSIONS]))
     assert vector["differences"] == ["password", "extensions"]
     assert vector["missing_extensions"] == ["vector"]
 
@@ -200,7 +206,7 @@ def test_the_probe_sees_a_changed_pg_hba_and_a_superuser(server, converged):
     server.ok("ALTER ROLE atlas SUPERUSER")
     hba.write_bytes(kept + b"\nhost all all 0.0.0.0/0 trust\n")
     try:
-        found = pgp.probe(jexec_double(server), entry(server))
+        found = probe(server, entry(server))
         assert found["differences"] == ["pg_hba", "role"]
     finally:
         server.ok("ALTER ROLE atlas NOSUPERUSER")

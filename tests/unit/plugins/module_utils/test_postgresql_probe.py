@@ -77,8 +77,11 @@ def test_a_db_jail_that_is_not_running_is_one_difference_and_nothing_is_read_ins
 
     def run_command(argv, data=None, environ_update=None):
         calls.append(argv)
-        return 1, "", 'jls: jail "atlasdb" not found\n'
+        return 0, "atlasgit\nclawdiedb\n", ""
 
-    found = pgp.probe(pgp.Runner(run_command, 5), _entry(data_directory="/var/db/postgres/data17"))
+    run = pgp.Runner(run_command, 5)
+    jails_up = pgp.running_jails(run)
+    assert jails_up == {"atlasgit", "clawdiedb"}
+    found = pgp.probe(run, _entry(data_directory="/var/db/postgres/data17"), jails_up)
     assert found["differences"] == ["jail"] and not found["running"] and not found["jail_running"]
-    assert calls == [["/usr/bin/timeout", "-k", "5s", "5s", "/usr/sbin/jls", "-j", "atlasdb", "jid"]]
+    assert calls == [["/usr/bin/timeout", "-k", "5s", "5s", "/usr/sbin/jls", "name"]]
