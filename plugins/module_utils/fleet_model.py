@@ -35,6 +35,9 @@ LLM_PORT = 11434
 LLAMA_SERVER_MODEL = "/var/db/llama-server/model.gguf"
 # jail(8) parameters of the db jail: PostgreSQL needs System V shared memory, semaphores and queues of its own.
 DB_JAIL_CONFIG = {"sysvshm": "new", "sysvsem": "new", "sysvmsg": "new"}
+# The git jail's account (git-shell: git's own commands only) and the agent's public key, relative to its home.
+GIT_USER, GIT_HOME, GIT_SHELL = "git", "/srv/git", "/usr/local/bin/git-shell"
+AGENT_SSH_PUBLIC_KEY = ".ssh/id_ed25519.pub"
 # PostgreSQL extensions an agent's databases can have, with the FreeBSD package that ships each
 # (pgvector; the others are in postgresqlNN-contrib, which the db jail gets). vector is always there.
 DB_EXTENSION_PACKAGES = {
@@ -861,6 +864,7 @@ def _agent_plan(check, name, name_ok, raw, settings, backup):
                 "gateway": gateway,
                 "thick": slot in THICK_SLOTS,
                 **jail_software(slot, ips[slot], settings),
+                "accounts": git_accounts(name, home, gateway) if slot == "git" else [],
             }
             for slot in jails
             if slot in jail_names and slot in ips and net is not None
@@ -956,6 +960,22 @@ def jail_software(slot, ip, settings):
             "config": dict(DB_JAIL_CONFIG)}
 
 
+def git_accounts(name, home, gateway):
+    """The git jail's account the agent logs in with: bare repositories in its home, reached over SSH with
+    the agent's own public key (placed on the host by the operator or the agent runtime) and only from the
+    agent's gateway, the address the host's connections to the agent's subnet come from."""
+    return [
+        {
+            "name": GIT_USER,
+            "home": GIT_HOME,
+            "shell": GIT_SHELL,
+            "comment": f"git repositories of {name}",
+            "repositories": [f"{name}.git"],
+            "authorized_key": {"file": f"{home}/{AGENT_SSH_PUBLIC_KEY}", "owner": name, "from": gateway},
+        }
+    ]
+
+
 def host_jails(agents, shared, settings):
     """Every service jail of the host, each with its agent and state: the agents' jails (absent agents'
     jails are to be destroyed), then the shared LLM jail while a present agent uses it."""
@@ -974,6 +994,7 @@ def host_jails(agents, shared, settings):
                 "gateway": shared["gateway"],
                 "thick": False,
                 **jail_software("llm", shared["ip"], settings),
+                "accounts": [],
                 "agent": None,
                 "state": "present",
             }

@@ -16,7 +16,12 @@ running, and read everything back: an exit code alone is never taken as success.
 
 from __future__ import annotations
 
+import concurrent.futures
+import ipaddress
+import os
+import pwd
 import re
+import stat
 
 from ansible_collections.warden.fleet.plugins.module_utils.backup.runner import (
     CommandRunner,
@@ -29,6 +34,7 @@ from ansible_collections.warden.fleet.plugins.module_utils.backup.runner import 
 # Bounds: installing the PostgreSQL server and its dependencies can take minutes on a slow mirror.
 TIMEOUTS = {"install": 1800}
 DEFAULT_TIMEOUT = 300
+PARALLEL_READS = 8
 KILL_AFTER = 30
 JAIL_NAME_RE = re.compile(r"^[A-Za-z0-9]{1,11}$")
 # pkg(8) package names, rc.conf variable names, rc.d script names: nothing a shell or an option could misread
@@ -68,11 +74,13 @@ class Runner:
     def __init__(self, run_command):
         self.run_command = run_command
 
-    def __call__(self, argv, timeout=DEFAULT_TIMEOUT, environ=None, detaches=False):
-        """detaches: the command leaves a daemon behind (a service start); only the command itself is bounded."""
+    def __call__(self, argv, timeout=DEFAULT_TIMEOUT, environ=None, detaches=False, data=None):
+        """detaches: the command leaves a daemon behind (a service start); only the command itself is bounded.
+        data: the command's standard input, as is."""
         bound = TIMEOUT.argv("foreground kill seconds", foreground=detaches, kill=f"{KILL_AFTER}s",
                              seconds=f"{timeout}s")
-        rc, out, err = self.run_command(bound + argv, environ_update=environ or {})
+        extra = {} if data is None else {"data": data, "binary_data": True}
+        rc, out, err = self.run_command(bound + argv, environ_update=environ or {}, **extra)
         if rc == 124:
             err = f"did not finish within {timeout} s and was stopped. {err}"
         return rc, out, err
@@ -97,6 +105,8 @@ def validate(jails):
             if re.search(r'["\\$`\n]', str(value))
         ]
         problems += [f"{name}: {s!r} is not an rc.d script name" for s in jail["services"] if not SERVICE_RE.match(s)]
+        for account in jail.get("accounts") or []:
+            problems += [f"{name}: account {account.get('name')!r}: {p}" for p in account_problems(account)]
     if problems:
         raise ProvisionError("; ".join(problems))
 
@@ -185,6 +195,47 @@ def apply(run, name, todo):
             raise ProvisionError(f"{name}: service {service} start failed (rc={rc}): {(err or out).strip()}")
 
 
+ACCOUNT_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+PATH_RE = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
+REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.git$")
+COMMENT_RE = re.compile(r"^[A-Za-z0-9 ._-]*$")
+
+
+def account_problems(account):
+    problems = []
+    if not ACCOUNT_RE.match(account.get("name") or ""):
+        problems.append("not a login name")
+    for field in ("home", "shell"):
+        if not PATH_RE.match(account.get(field) or "") or "/../" in f"{account.get(field)}/":
+            problems.append(f"{field} is not an absolute path")
+    if not COMMENT_RE.match(account.get("comment") or ""):
+        problems.append("the comment has characters other than letters, digits, space, dot, dash")
+    problems += [f"{r!r} is not a bare repository name (NAME.git)" for r in account.get("repositories") or []
+                 if not REPO_RE.match(r) or r.startswith(".")]
+    key = account.get("authorized_key")
+    if key:
+        if not PATH_RE.match(key.get("file") or ""):
+            problems.append("authorized_key.file is not an absolute path")
+        try:
+            ipaddress.ip_address(key.get("from") or "")
+        except ValueError:
+            problems.append("authorized_key.from is not an IP address")
+    return problems
+
+
+NOT_RUNNING = {"packages": [], "rc_conf": {}, "running": []}
+NO_ACCOUNT = {"exists": False, "home": None, "shell": None, "repositories": [], "authorized_keys": None}
+
+
+def survey(run, jail):
+    """What a jail has now: (packages, rc.conf and running services, {account: what it has}).
+    A jail that does not run (check mode before it is created) has nothing."""
+    name = jail["name"]
+    if not running(run, name):
+        return NOT_RUNNING, {a["name"]: NO_ACCOUNT for a in jail.get("accounts") or []}
+    return observe(run, name, jail), {a["name"]: observe_account(run, name, a) for a in jail.get("accounts") or []}
+
+
 def provision(run, jails, check_mode):
     """Bring every jail to its wanted packages, rc.conf values and running services.
 
@@ -194,31 +245,54 @@ def provision(run, jails, check_mode):
     """
     validate(jails)
     results, before, after = {}, {}, {}
-    for jail in jails:
+    # The jails are read in parallel (each read is a few commands in one jail), so a run that changes
+    # nothing takes about as long for twenty agents as for one; changes are then made jail by jail.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(PARALLEL_READS, len(jails)))) as pool:
+        surveys = list(pool.map(lambda jail: survey(run, jail), jails))
+    for jail, (seen, seen_accounts) in zip(jails, surveys, strict=True):
         name = jail["name"]
         want = wanted(jail)
-        if not running(run, name):
-            if not check_mode:
-                raise ProvisionError(
-                    f"{name}: the jail is not running (warden.fleet.bastille_jail creates and starts it)"
-                )
-            # check mode on a host where the jail is still to be created: everything is to do
-            seen = {"packages": [], "rc_conf": {}, "running": []}
-        else:
-            seen = observe(run, name, jail)
+        if seen is NOT_RUNNING and not check_mode:
+            raise ProvisionError(f"{name}: the jail is not running (warden.fleet.bastille_jail creates and starts it)")
         todo = differences(jail, seen)
-        changed = bool(todo["install"] or todo["rc_conf"] or todo["start"])
+        accounts, warnings = {}, []
+        for account in jail.get("accounts") or []:
+            key, why = None, None
+            if account.get("authorized_key"):
+                spec = account["authorized_key"]
+                key, why = read_public_key(spec["file"], spec["owner"])
+                key = key_line(key, spec["from"]) if key else None
+            if why:
+                warnings.append(f"{name}: no SSH key for {account['name']} yet: {why}")
+            accounts[account["name"]] = (account, key, account_todo(account, seen_accounts[account["name"]], key))
+        account_changes = any(
+            work["create"] or work["repositories"] or work["authorized_keys"] for _a, _k, work in accounts.values()
+        )
+        changed = bool(todo["install"] or todo["rc_conf"] or todo["start"] or account_changes)
         if changed and not check_mode:
-            apply(run, name, todo)
+            apply(run, name, dict(todo, start=[]))
+            for account, _key, account_work in accounts.values():
+                apply_account(run, name, account, account_work)
+            apply(run, name, {"install": [], "rc_conf": {}, "start": todo["start"]})
             seen_after = observe(run, name, jail)
             left = differences(jail, seen_after)
-            if left["install"] or left["rc_conf"] or left["start"]:
+            for account, key, _work in accounts.values():
+                rest = account_todo(account, observe_account(run, name, account), key)
+                if rest["create"] or rest["repositories"] or rest["authorized_keys"]:
+                    left.setdefault("accounts", []).append(account["name"])
+            if left["install"] or left["rc_conf"] or left["start"] or left.get("accounts"):
                 raise ProvisionError(f"{name}: still not as wanted after the changes: {describe(left)}")
         results[name] = {
             "changed": changed,
             "installed": todo["install"],
             "rc_conf": todo["rc_conf"],
             "started": todo["start"],
+            "accounts": {
+                user: {"created": work["create"], "repositories": work["repositories"],
+                       "authorized_key": work["authorized_keys"] is not None}
+                for user, (_account, _key, work) in accounts.items()
+            },
+            "warnings": warnings,
         }
         if changed:
             before[name], after[name] = seen, want
@@ -233,4 +307,107 @@ def describe(todo):
         parts.append("rc.conf " + " ".join(sorted(todo["rc_conf"])) + " differ")
     if todo["start"]:
         parts.append("services " + " ".join(todo["start"]) + " not running")
+    if todo.get("accounts"):
+        parts.append("accounts " + " ".join(todo["accounts"]) + " not as wanted")
     return "; ".join(parts)
+
+
+# ------------------------------------------------------------------ accounts (the git jail's)
+
+# jexec(8) -l -U: the command runs as that user of the jail (its passwd), with that user's HOME, in a clean
+# environment (git reads $HOME/.gitconfig)
+JEXEC = CommandRunner("jexec", {"login": as_fixed("-l"), "user": as_opt_val("-U"), "jail": as_value()})
+KEY_RE = re.compile(
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|"
+    r"sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\"\\\n\r]*)?$"
+)
+KEY_MAX = 16384
+# authorized_keys options (sshd(8) AUTHORIZED_KEYS FILE FORMAT): git over SSH needs none of these
+KEY_RESTRICTIONS = "no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty"
+WRITE_KEYS = (
+    'umask 077 && mkdir -p "$1/.ssh" && cat > "$1/.ssh/authorized_keys.new"'
+    ' && mv -f "$1/.ssh/authorized_keys.new" "$1/.ssh/authorized_keys"'
+)
+
+
+def read_public_key(path, owner):
+    """The agent's public key line from the host, or (None, why) when there is none to use.
+
+    The key lives in the agent's home, which the agent controls: every component of the path is opened
+    relative to the previous one without following a symlink, and the file must be a regular file of
+    the agent's, small, holding one public key. So a link to a root-only file leaks nothing.
+    """
+    try:
+        uid = pwd.getpwnam(owner).pw_uid
+    except KeyError:
+        return None, f"the user {owner} does not exist yet"
+    parts = [p for p in path.split("/") if p]
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            flags = os.O_RDONLY | os.O_NOFOLLOW | (os.O_NONBLOCK if last else os.O_DIRECTORY)
+            try:
+                nxt = os.open(part, flags, dir_fd=fd)
+            except FileNotFoundError:
+                return None, f"{path} does not exist"
+            except OSError as exc:
+                kind = "file" if last else "directory"
+                return None, f"{path}: {'/'.join(parts[: index + 1])} is not a plain {kind} ({exc.strerror})"
+            os.close(fd)
+            fd = nxt
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != uid or info.st_size > KEY_MAX:
+            return None, f"{path} is not a regular file of {owner} of at most {KEY_MAX} bytes"
+        text = os.read(fd, KEY_MAX + 1).decode("ascii", "replace").strip()
+    finally:
+        os.close(fd)
+    if "\n" in text or not KEY_RE.match(text):
+        return None, f"{path} does not hold one SSH public key"
+    return text, None
+
+
+def key_line(key, source):
+    return f'from="{source}",{KEY_RESTRICTIONS} {key}\n'
+
+
+def observe_account(run, jail, account):
+    home = account["home"]
+    rc, out, _err = run(JEXEC.argv("login user jail", user="root", jail=jail) + ["pw", "usershow", account["name"]])
+    fields = out.strip().split(":") if rc == 0 else []
+    exists = len(fields) == 10
+    repos, keys = [], None
+    if exists:
+        rc, out, _err = run(JEXEC.argv("login user jail", user=account["name"], jail=jail) + ["ls", "-1", home])
+        repos = out.split() if rc == 0 else []
+        rc, out, _err = run(
+            JEXEC.argv("login user jail", user=account["name"], jail=jail) + ["cat", f"{home}/.ssh/authorized_keys"]
+        )
+        keys = out if rc == 0 else None
+    return {"exists": exists, "home": fields[8] if exists else None, "shell": fields[9] if exists else None,
+            "repositories": [r for r in account["repositories"] if r in repos], "authorized_keys": keys}
+
+
+def account_todo(account, seen, key):
+    return {
+        "create": not seen["exists"],
+        "repositories": [r for r in account["repositories"] if r not in seen["repositories"]],
+        "authorized_keys": key if key is not None and seen["authorized_keys"] != key else None,
+    }
+
+
+def apply_account(run, jail, account, todo):
+    name, home = account["name"], account["home"]
+    as_root = JEXEC.argv("login user jail", user="root", jail=jail)
+    as_user = JEXEC.argv("login user jail", user=name, jail=jail)
+    steps = []
+    if todo["create"]:
+        steps.append((as_root + ["pw", "useradd", "-n", name, "-d", home, "-m", "-s", account["shell"],
+                                 "-c", account["comment"], "-w", "no"], None))
+    steps += [(as_user + ["git", "init", "--bare", "-q", f"{home}/{repo}"], None) for repo in todo["repositories"]]
+    if todo["authorized_keys"] is not None:
+        steps.append((as_user + ["/bin/sh", "-c", WRITE_KEYS, "sh", home], todo["authorized_keys"]))
+    for argv, data in steps:
+        rc, out, err = run(argv, data=data)
+        if rc != 0:
+            raise ProvisionError(f"{jail}: {' '.join(argv[5:8])} failed (rc={rc}): {(err or out).strip()}")

@@ -47,6 +47,55 @@ options:
         type: list
         elements: str
         default: []
+      accounts:
+        description:
+          - Users of the jail (C(pw useradd) through C(jexec)), created before the services start, each with
+            bare git repositories in its home (C(git init --bare), as that user) and an SSH key in its
+            C(authorized_keys) (written as that user).
+          - The key is read from a file on the host that its owner controls (the agent's own public key), so each
+            component of the path is opened without following a symlink, and the file must be a regular file of
+            that owner holding one public key. Until it is there, the account has no key and a warning says why.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          name:
+            description: Login name.
+            type: str
+            required: true
+          home:
+            description: Home directory, created with the account.
+            type: str
+            required: true
+          shell:
+            description: Login shell, for example C(/usr/local/bin/git-shell).
+            type: str
+            required: true
+          comment:
+            description: The account's full name field.
+            type: str
+            default: ""
+          repositories:
+            description: Bare repositories (C(NAME.git)) in the home.
+            type: list
+            elements: str
+            default: []
+          authorized_key:
+            description: Where the account's SSH key comes from and where logins may come from.
+            type: dict
+            suboptions:
+              file:
+                description: The public key file on the host.
+                type: str
+                required: true
+              owner:
+                description: The host user who must own O(jails[].accounts[].authorized_key.file).
+                type: str
+                required: true
+              from:
+                description: The only address logins with the key are accepted from (C(from=) in C(authorized_keys)).
+                type: str
+                required: true
 attributes:
   check_mode:
     support: full
@@ -86,11 +135,15 @@ jails:
       installed: [nginx]
       rc_conf: {nginx_enable: "YES"}
       started: [nginx]
-    atlasdb:
+      accounts: {}
+      warnings: []
+    atlasgit:
       changed: false
       installed: []
       rc_conf: {}
       started: []
+      accounts: {git: {created: false, repositories: [], authorized_key: false}}
+      warnings: ["atlasgit: no SSH key for git yet: /usr/local/warden/agents/atlas/.ssh/id_ed25519.pub does not exist"]
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - modules keep their documentation first
@@ -115,6 +168,26 @@ def main():
                     "packages": {"type": "list", "elements": "str", "default": []},
                     "rc_conf": {"type": "dict", "default": {}},
                     "services": {"type": "list", "elements": "str", "default": []},
+                    "accounts": {
+                        "type": "list",
+                        "elements": "dict",
+                        "default": [],
+                        "options": {
+                            "name": {"type": "str", "required": True},
+                            "home": {"type": "str", "required": True},
+                            "shell": {"type": "str", "required": True},
+                            "comment": {"type": "str", "default": ""},
+                            "repositories": {"type": "list", "elements": "str", "default": []},
+                            "authorized_key": {
+                                "type": "dict",
+                                "options": {
+                                    "file": {"type": "str", "required": True},
+                                    "owner": {"type": "str", "required": True},
+                                    "from": {"type": "str", "required": True},
+                                },
+                            },
+                        },
+                    },
                 },
             },
         },
@@ -124,6 +197,9 @@ def main():
         results, diff = provision(Runner(module.run_command), module.params["jails"], module.check_mode)
     except (ProvisionError, BackupError) as exc:
         module.fail_json(msg=str(exc))
+    for jail in results.values():
+        for warning in jail["warnings"]:
+            module.warn(warning)
     result = {"changed": any(r["changed"] for r in results.values()), "jails": results}
     if module._diff:
         result["diff"] = diff

@@ -393,6 +393,26 @@ def test_host_jails_list_every_agent_jail_and_the_shared_llm_jail_in_use():
     assert [j["name"] for j in plan_or_raise("h", hostvars)["jails"]] == ["atlasgit", "bobdb"]
 
 
+def test_the_git_jail_has_the_agents_account_reached_from_its_gateway_only():
+    plan = _example_plan()
+    jails = {j["slot"]: j for j in plan["agents"]["atlas"]["jails"]}
+    assert jails["git"]["accounts"] == [
+        {
+            "name": "git",
+            "home": "/srv/git",
+            "shell": "/usr/local/bin/git-shell",
+            "comment": "git repositories of atlas",
+            "repositories": ["atlas.git"],
+            "authorized_key": {
+                "file": "/usr/local/warden/agents/atlas/.ssh/id_ed25519.pub",
+                "owner": "atlas",
+                "from": "10.0.1.1",
+            },
+        }
+    ]
+    assert all(jails[slot]["accounts"] == [] for slot in ("cms", "llm", "db"))
+
+
 def test_bastille_directories_follow_the_prefix_and_release():
     hostvars = copy.deepcopy(EXAMPLE["bsd1.example.net"])
     hostvars["warden_bastille_prefix"] = "/srv/bastille/"

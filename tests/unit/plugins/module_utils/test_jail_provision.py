@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+
 import pytest
 
 from ansible_collections.warden.fleet.plugins.module_utils import jail_provision as jp
@@ -11,7 +14,7 @@ from ansible_collections.warden.fleet.plugins.module_utils.backup import runner
 @pytest.fixture(autouse=True)
 def _freebsd_paths(monkeypatch):
     paths = {"timeout": "/usr/bin/timeout", "jls": "/usr/sbin/jls", "pkg": "/usr/sbin/pkg", "sysrc": "/usr/sbin/sysrc",
-             "service": "/usr/sbin/service"}
+             "service": "/usr/sbin/service", "jexec": "/usr/sbin/jexec"}
     monkeypatch.setattr(runner, "find_command", paths.get)
 
 
@@ -23,7 +26,7 @@ class FakeHost:
         self.broken_start = set(broken_start)
         self.calls = []
 
-    def __call__(self, argv, environ_update=None):
+    def __call__(self, argv, environ_update=None, data=None, binary_data=False):
         foreground = argv[1:2] == ["-f"]
         if foreground:
             argv = argv[:1] + argv[2:]
@@ -33,6 +36,9 @@ class FakeHost:
         assert foreground == (cmd[0].endswith("/service") and cmd[-1] == "start"), argv
         self.calls.append((cmd, dict(environ_update or {})))
         tool, args = cmd[0].rsplit("/", 1)[1], cmd[1:]
+        if tool == "jexec":
+            assert args[:2] == ["-l", "-U"], args
+            return self.jexec(args[2], args[3], args[4:], data, binary_data)
         if tool == "jls":
             return (0, "12\n", "") if args[1] in self.jails else (1, "", f"jls: jail \"{args[1]}\" not found\n")
         jail = self.jails[args[1]]
@@ -62,8 +68,41 @@ class FakeHost:
             return 0, f"Starting {args[0]}.\n", ""
         raise AssertionError(f"unexpected command {cmd}")
 
+    def jexec(self, user, jail_name, argv, data, binary_data):
+        """pw, ls, cat, git init and the authorized_keys writer inside a jail, as its user."""
+        jail = self.jails[jail_name]
+        users = jail.setdefault("users", {})
+        files = jail.setdefault("files", {})
+        if argv[:2] == ["pw", "usershow"]:
+            assert user == "root"
+            u = users.get(argv[2])
+            return (0, f"{argv[2]}:*:1001:1001::0:0:{u['comment']}:{u['home']}:{u['shell']}\n", "") if u else (
+                67, "", f"pw: no such user `{argv[2]}'\n")
+        if argv[:2] == ["pw", "useradd"]:
+            assert user == "root"
+            rest = [a for a in argv[2:] if a != "-m"]
+            o = dict(zip(rest[::2], rest[1::2], strict=True))
+            assert "-m" in argv and o["-w"] == "no"
+            users[o["-n"]] = {"home": o["-d"], "shell": o["-s"], "comment": o["-c"]}
+            return 0, "", ""
+        assert user in users, f"jexec -U {user}: no such user in {jail_name}"
+        home = users[user]["home"]
+        if argv[:2] == ["ls", "-1"]:
+            return 0, "".join(f"{p.rsplit('/', 1)[1]}\n" for p in files if p.rsplit("/", 1)[0] == argv[2]), ""
+        if argv[0] == "cat":
+            return (0, files[argv[1]], "") if argv[1] in files else (1, "", f"cat: {argv[1]}: No such file\n")
+        if argv[:4] == ["git", "init", "--bare", "-q"]:
+            files[argv[4]] = "(bare repository)"
+            return 0, "", ""
+        if argv[:2] == ["/bin/sh", "-c"] and argv[3:] == ["sh", home]:
+            assert binary_data and data.endswith("\n") and not data.endswith("\n\n")
+            files[f"{home}/.ssh/authorized_keys"] = data
+            return 0, "", ""
+        raise AssertionError(f"unexpected jexec {argv}")
+
     def tools(self):
-        return [c[0][0].rsplit("/", 1)[1] + " " + " ".join(c[0][3:]) for c in self.calls]
+        return [c[0][0].rsplit("/", 1)[1] + " " + " ".join(c[0][4 if c[0][0].endswith("jexec") else 3:])
+                for c in self.calls]
 
 
 CMS = {"name": "atlascms", "packages": ["nginx"], "rc_conf": {"nginx_enable": "YES"}, "services": ["nginx"]}
@@ -79,14 +118,19 @@ def test_fresh_jails_get_packages_then_rc_conf_then_services_and_are_read_back()
     host = FakeHost({"atlascms": fresh(), "atlasdb": fresh()})
     results, diff = jp.provision(jp.Runner(host), [CMS, DB], check_mode=False)
     assert results["atlascms"] == {"changed": True, "installed": ["nginx"], "rc_conf": {"nginx_enable": "YES"},
-                                   "started": ["nginx"]}
+                                   "started": ["nginx"], "accounts": {}, "warnings": []}
     assert results["atlasdb"]["installed"] == ["postgresql17-server", "pgvector"]
     assert results["atlasdb"]["started"] == []
     assert host.jails["atlascms"]["running"] == {"nginx"}
     assert host.jails["atlasdb"]["rc"]["postgresql_enable"] == "YES"
-    order = [t.split()[0] + " " + t.split()[1] for t in host.tools()]
-    assert order[:7] == ["jls jid", "pkg query", "sysrc -i", "service nginx", "pkg install", "sysrc nginx_enable=YES",
-                         "service nginx"]
+    cms = [c[0] for c in host.calls if "atlascms" in c[0]]
+    order = [f"{argv[0].rsplit('/', 1)[1]} {argv[3]}" for argv in cms]
+    assert order == ["jls jid", "pkg query", "sysrc -i", "service nginx", "pkg install", "sysrc nginx_enable=YES",
+                     "service nginx", "pkg query", "sysrc -i", "service nginx"]
+    # every jail is read before anything changes (the reads run in parallel)
+    tools = host.tools()
+    first_change = tools.index(next(t for t in tools if t.startswith("pkg install")))
+    assert sum(t.startswith("jls") for t in tools[:first_change]) == 2
     assert diff["before"]["atlascms"] == {"packages": [], "rc_conf": {}, "running": []}
     assert diff["after"]["atlascms"] == {
         "packages": ["nginx"], "rc_conf": {"nginx_enable": "YES"}, "running": ["nginx"]}
@@ -161,3 +205,79 @@ def test_bad_input_fails_before_any_command(jail, message):
     with pytest.raises(jp.ProvisionError, match=message):
         jp.provision(jp.Runner(host), [spec], check_mode=False)
     assert host.calls == []
+
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ3x4fQv0e5Jc8k0Zy8Pj1D6d3nq7pYw2r9b9bqvVh7e atlas@bsd1"
+
+
+@pytest.fixture
+def agent_key(tmp_path):
+    home = tmp_path / "agents" / "atlas"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519.pub").write_text(KEY + "\n")
+    return home / ".ssh" / "id_ed25519.pub"
+
+
+def git_jail(key_file):
+    return {"name": "atlasgit", "packages": ["git"], "rc_conf": {"sshd_enable": "YES"}, "services": ["sshd"],
+            "accounts": [{"name": "git", "home": "/srv/git", "shell": "/usr/local/bin/git-shell",
+                          "comment": "git repositories of atlas", "repositories": ["atlas.git"],
+                          "authorized_key": {"file": str(key_file), "owner": "atlas", "from": "10.0.1.1"}}]}
+
+
+def me(_name):
+    return pwd.getpwuid(os.getuid())
+
+
+def test_the_git_account_gets_its_repository_and_the_agents_key_from_its_gateway_only(agent_key, monkeypatch):
+    monkeypatch.setattr(jp.pwd, "getpwnam", me)
+    host = FakeHost({"atlasgit": fresh()})
+    results, _diff = jp.provision(jp.Runner(host), [git_jail(agent_key)], check_mode=False)
+    assert results["atlasgit"]["accounts"] == {"git": {"created": True, "repositories": ["atlas.git"],
+                                                       "authorized_key": True}}
+    jail = host.jails["atlasgit"]
+    assert jail["users"]["git"] == {"home": "/srv/git", "shell": "/usr/local/bin/git-shell",
+                                    "comment": "git repositories of atlas"}
+    assert jail["files"]["/srv/git/.ssh/authorized_keys"] == (
+        'from="10.0.1.1",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty ' + KEY + "\n")
+    # the account before sshd: sshd starts last
+    order = [t for t in host.tools() if t.startswith(("jexec atlasgit pw useradd", "service sshd start"))]
+    assert [t.split()[-1] if t.startswith("service") else "useradd" for t in order] == ["useradd", "start"]
+    again, _diff = jp.provision(jp.Runner(host), [git_jail(agent_key)], check_mode=False)
+    assert again["atlasgit"]["changed"] is False
+
+
+def test_a_key_that_is_a_symlink_is_not_read(agent_key, tmp_path, monkeypatch):
+    monkeypatch.setattr(jp.pwd, "getpwnam", me)
+    secret = tmp_path / "master.passwd"
+    secret.write_text("root:$6$secret:0:0::0:0:Charlie &:/root:/bin/sh\n")
+    agent_key.unlink()
+    agent_key.symlink_to(secret)
+    host = FakeHost({"atlasgit": fresh()})
+    results, _diff = jp.provision(jp.Runner(host), [git_jail(agent_key)], check_mode=False)
+    assert results["atlasgit"]["accounts"]["git"]["authorized_key"] is False
+    assert "is not a plain file" in results["atlasgit"]["warnings"][0]
+    assert "/srv/git/.ssh/authorized_keys" not in host.jails["atlasgit"]["files"]
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [("not a key\n", "does not hold one SSH public key"), (KEY + "\n" + KEY + "\n", "does not hold one"),
+     ('ssh-ed25519 AAAA" command="/bin/sh\n', "does not hold one")],
+)
+def test_only_one_plain_public_key_is_taken(agent_key, monkeypatch, content, why):
+    monkeypatch.setattr(jp.pwd, "getpwnam", me)
+    agent_key.write_text(content)
+    key, reason = jp.read_public_key(str(agent_key), "atlas")
+    assert key is None and why in reason
+
+
+def test_a_missing_key_or_agent_is_waited_for(agent_key, monkeypatch):
+    def nobody(name):
+        raise KeyError(name)
+
+    monkeypatch.setattr(jp.pwd, "getpwnam", nobody)
+    assert jp.read_public_key(str(agent_key), "atlas") == (None, "the user atlas does not exist yet")
+    monkeypatch.setattr(jp.pwd, "getpwnam", me)
+    agent_key.unlink()
+    assert jp.read_public_key(str(agent_key), "atlas")[1].endswith("does not exist")
