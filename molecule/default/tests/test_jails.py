@@ -155,3 +155,15 @@ def test_check_mode_on_the_converged_host_changes_nothing_and_calls_each_module_
     assert create == ["ok"] and provision == ["ok"]
     assert tasks["warden.fleet.jails : List the jails Bastille has"] == ["skipping"]
     assert all(results != ["changed"] for name, results in tasks.items() if name.startswith("warden.fleet.bastille"))
+
+
+def test_each_git_jail_has_the_agents_account_and_bare_repository(wanted):
+    for jail in (j for j in wanted if j["slot"] == "git"):
+        [account] = jail["accounts"]
+        entry = sh("jexec", jail["name"], "pw", "usershow", account["name"]).stdout.strip().split(":")
+        assert (entry[0], entry[8], entry[9]) == (account["name"], account["home"], account["shell"])
+        for repo in account["repositories"]:
+            bare = sh("jexec", "-l", "-U", account["name"], jail["name"], "git", "-C", f"{account['home']}/{repo}",
+                      "rev-parse", "--is-bare-repository").stdout.strip()
+            assert bare == "true", (jail["name"], repo)
+        assert account["authorized_key"]["from"] == jail["gateway"]
