@@ -306,23 +306,35 @@ def test_a_crashed_agent_is_restarted_by_daemon(converged):
     assert "the agent exited with status 137" in root_file(host, "/var/log/hermes.log")
 
 
-def test_rotation_moves_the_log_and_the_supervisor_reopens_it_on_sighup(converged):
-    """What newsyslog does with the agent's entry: rename the log, SIGHUP the pid file's process (daemon -H)."""
+def test_newsyslog_rotates_the_log_and_the_supervisor_reopens_it(converged):
+    """newsyslog -F with the agent's own file: log.0.bz2, a new root-only log, daemon -H reopens it on SIGHUP."""
     host = converged
     root = H.paths(host)["root"]
-    os.rename(f"{root}/var/log/hermes.log", f"{root}/var/log/hermes.log.0")
-    rotated = root_file(host, "/var/log/hermes.log.0")
-    ok(host, "kill -HUP $(cat /var/run/hermes.pid)")
+    rotated = root_file(host, "/var/log/hermes.log")
+    ok(host, "newsyslog -F -f /usr/local/etc/newsyslog.conf.d/warden-hermes.conf")
+    assert subprocess.run(["bzip2", "-dc", f"{root}/var/log/hermes.log.0.bz2"], capture_output=True,
+                          text=True, check=True).stdout == rotated
+    fresh = root_file(host, "/var/log/hermes.log")
+    assert re.fullmatch(r"\w{3} [ \d]\d \d\d:\d\d:\d\d \S+ newsyslog\[\d+\]: logfile turned over\n", fresh)
+    st = os.stat(f"{root}/var/log/hermes.log")
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600)
     before = child_pid(host, "hermes")
     agent = [p for p, _pp, c in agent_processes(host, "hermes") if c == "sleep 100000"]
     os.kill(agent[0], 9)
-    assert wait_for(lambda: os.path.exists(f"{root}/var/log/hermes.log")
-                    and "test-agent hermes up" in root_file(host, "/var/log/hermes.log"), 30)
+    assert wait_for(lambda: "test-agent hermes up" in root_file(host, "/var/log/hermes.log"), 30)
     assert "the agent exited with status 137" in root_file(host, "/var/log/hermes.log")
-    assert root_file(host, "/var/log/hermes.log.0") == rotated          # nothing written to the old file
     assert wait_for(lambda: child_pid(host, "hermes") != before)
-    st = os.stat(f"{root}/var/log/hermes.log")
-    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600)
+
+
+def test_newsyslog_refuses_what_it_does_not_know(host):
+    ok(host, "printf '/var/log/x.log root:wheel 6x0 7 100 * J\\n' > /tmp/bad.conf")
+    rc, _o, err = sh(host, "newsyslog -F -f /tmp/bad.conf")
+    assert rc == 1 and err.startswith("newsyslog: malformed line (error in mode):")
+    ok(host, "printf '/var/log/x.log 600 7 100 @T00 J\\n' > /tmp/at.conf")
+    rc, _o, err = sh(host, "newsyslog -f /tmp/at.conf")
+    assert rc == 64 and "is not implemented" in err
+    rc, _o, err = sh(host, "newsyslog -n")
+    assert rc == 64 and "is not implemented" in err
 
 
 def test_reboot_brings_every_enabled_agent_back_as_its_user(converged):

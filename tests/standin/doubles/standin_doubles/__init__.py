@@ -146,7 +146,7 @@ def freebsd_version_main(args):
 
 
 def _table():
-    from . import bastille, jails, net, pfctl, pgrep, pkgpw, procs, rcnet, rcorder, service, su, sysrc
+    from . import bastille, jails, net, newsyslog, pfctl, pgrep, pkgpw, procs, rcnet, rcorder, service, su, sysrc
     from .services import devfs_main, llama_server_main, nginx_main, ollama_main, sshd_main
     return {
         # rcnet adds the route/sysctl forms of the rc.d scripts, then hands over to net.py
@@ -159,7 +159,7 @@ def _table():
         # services.py: the jails' daemons (base and packages) and devfs(8)
         "sshd": sshd_main, "devfs": devfs_main, "nginx": nginx_main, "ollama": ollama_main,
         "llama-server": llama_server_main,
-        "pgrep": pgrep.pgrep_main, "pkill": pgrep.pkill_main,
+        "pgrep": pgrep.pgrep_main, "pkill": pgrep.pkill_main, "newsyslog": newsyslog.main,
     }
 
 

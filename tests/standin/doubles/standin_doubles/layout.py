@@ -89,6 +89,7 @@ COMMANDS = {
     "/usr/bin/timeout": "timeout",
     "/usr/bin/pgrep": "pgrep",
     "/usr/bin/pkill": "pkill",
+    "/usr/sbin/newsyslog": "newsyslog",
     "/usr/bin/chpass": "chpass",
     "/usr/bin/su": "su",
     "/usr/bin/freebsd-version": "freebsd-version",
