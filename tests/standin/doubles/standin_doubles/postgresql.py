@@ -196,7 +196,6 @@ def check_available():
     return True
 
 
-
 def placeholder_extension(name, version):
     """Files (name -> text) of a labelled SQL-only placeholder of extension NAME at VERSION, for the
     machine server's extension directory (``extension_dir()``), so ``CREATE EXTENSION vector`` and
