@@ -178,8 +178,10 @@ def main():
                             "shell": {"type": "str", "required": True},
                             "comment": {"type": "str", "default": ""},
                             "repositories": {"type": "list", "elements": "str", "default": []},
+                            # a public key's file and where logins may come from: nothing secret
                             "authorized_key": {
                                 "type": "dict",
+                                "no_log": False,
                                 "options": {
                                     "file": {"type": "str", "required": True},
                                     "owner": {"type": "str", "required": True},
