@@ -70,9 +70,10 @@ sanity: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-# Backup and restore with real files, tar/zstd and a PostgreSQL 15 of their own
-# (initdb/pg_ctl from /usr/lib/postgresql/15/bin or WARDEN_TEST_PG_BIN), plus the
-# backup/list/restore playbooks against a local stand-in.
+# Root: real files, git repositories, tar/zstd and PostgreSQL (the machine's
+# /usr/lib/postgresql/*/bin), with every FreeBSD command answered by the stand-in
+# FreeBSD host (tests/standin): backup and restore, the playbooks, bastille_jail,
+# the PostgreSQL role against a server of its own.
 .PHONY: integration bench-backup
 integration: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider tests/integration $(PYTEST_ARGS)
