@@ -92,7 +92,7 @@ status:
   description: Each service's C(status) output after the run (before it, in check mode).
   returned: always
   type: dict
-  sample: {atlas: "atlas is running as pid 4242 (agent pid 4243, tmux session atlas)."}
+  sample: {atlas: "atlas is running as pid 4242.\natlas: agent pid 4243 (timeout, the reaper), tmux session atlas."}
 """
 
 import time  # noqa: E402

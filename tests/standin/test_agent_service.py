@@ -227,7 +227,8 @@ def test_status_says_whether_it_runs(converged):
     host = converged
     out = ok(host, "service atlas status")
     sup = int(root_file(host, "/var/run/atlas.pid"))
-    assert out == f"atlas is running as pid {sup} (agent pid {child_pid(host, 'atlas')}, tmux session atlas).\n"
+    assert out == (f"atlas is running as pid {sup}.\n"
+                   f"atlas: agent pid {child_pid(host, 'atlas')} (timeout, the reaper), tmux session atlas.\n")
 
 
 def test_stop_ends_the_whole_tree_and_reports_the_leftovers(converged):

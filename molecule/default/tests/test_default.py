@@ -271,6 +271,17 @@ def test_no_process_of_the_run_is_left_behind(state):
     # and the services each jail's own rc runs (sshd, nginx, ollama, PostgreSQL)
     service_pids |= {pid for j in state["jails"].values() for s in (j.get("services") or {}).values()
                      for pid in s["pids"]}
+    # with their process trees: an agent's service is daemon(8), timeout(1) as the reaper, the session
+    # helper, the agent's tmux server and the agent itself, all descendants of the service's supervisor
+    children = {}
+    for p in state["processes"]:
+        children.setdefault(p["ppid"], []).append(p["pid"])
+    todo = list(service_pids)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in service_pids:
+                service_pids.add(child)
+                todo.append(child)
     strays = [p for p in state["processes"]
               if p["pid"] not in service_pids and not re.search(r"daemon|timeout", " ".join(p["cmdline"]))]
     assert strays == []

@@ -8,7 +8,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.warden.fleet.plugins.modules import agent_services
 
-RUNNING = "{0} is running as pid 42 (agent pid 43, tmux session {0})."
+RUNNING = "{0} is running as pid 42.\n{0}: agent pid 43 (timeout, the reaper), tmux session {0}."
 STOPPED = "{0} is not running."
 
 
