@@ -6,11 +6,17 @@ runs site.yml, and prints the fleet: the inventory's plan (agents, subnets,
 jails, services, databases) next to what is now on the stand-in host.
 The stand-in is left up for inspection (`tests/standin/standin state demo`,
 `tests/standin/standin down demo`).
+
+As in the Molecule scenario, the example's soul repositories (https URLs of
+git.example.net) are served from bare repositories inside the stand-in, its
+agents run a test runtime that waits (molecule/default/files/agent-runtime),
+and its shared files come from inventories/example/shared.
 """
 
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -23,6 +29,7 @@ import standin_host as H  # noqa: E402
 NAME = os.environ.get("WARDEN_DEMO_NAME", "demo")
 INVENTORY = os.path.join(PROJECT, "inventories", "example")
 BIN = os.path.dirname(sys.executable)
+SCENARIO = os.path.join(PROJECT, "molecule", "default")
 BANNER = "*** This ran against a STAND-IN host: a Linux chroot with doubles of FreeBSD's commands, not FreeBSD. ***"
 
 
@@ -33,6 +40,15 @@ def load_fleet_model():
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def prepare(root):
+    """What the example inventory needs that a host has in real life: its souls' git server and its runtime."""
+    subprocess.run([sys.executable, os.path.join(SCENARIO, "tests", "soul_repos.py"), root], check=True)
+    runtime = os.path.join(root, "usr/local/bin/agent-runtime")
+    shutil.copyfile(os.path.join(SCENARIO, "files", "agent-runtime"), runtime)
+    os.chmod(runtime, 0o755)
+    print("[stand-in] the example's souls served from /var/tmp/souls, test agent runtime in /usr/local/bin")
 
 
 def main():
@@ -47,7 +63,10 @@ def main():
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"),
                PATH=BIN + os.pathsep + os.environ.get("PATH", ""))
     os.environ.update(env)
-    rc = H.run(NAME, [os.path.join(BIN, "ansible-playbook"), "-i", INVENTORY, os.path.join(PROJECT, "site.yml")])
+    prepare(p["root"])
+    shared = json.dumps({"warden_shared_files": {"src": os.path.join(INVENTORY, "shared")}})
+    rc = H.run(NAME, [os.path.join(BIN, "ansible-playbook"), "-i", INVENTORY, "-e", shared,
+                      os.path.join(PROJECT, "site.yml")])
     if rc != 0:
         print(f"site.yml failed (rc={rc}) on the stand-in host; it stays up: tests/standin/standin state {NAME}")
         return rc

@@ -138,7 +138,10 @@ def service_table(H, name, jail=None):
         return services
     for line in out.splitlines():
         directory, script, enabled, status = (line.split("\t", 3) + ["", "", "", ""])[:4]
-        m = re.search(r"is running as pid ([0-9 ]+)\.", status)
+        # rc.subr's "NAME is running as pid N [N...]." (a script's own status may add words after it);
+        # pg_ctl's "server is running (PID: N)" for PostgreSQL
+        m = (re.search(r"is running as pid ([0-9]+(?: [0-9]+)*)", status)
+             or re.search(r"is running \(PID: ([0-9]+)\)", status))
         services[script] = {"script": f"{directory}/{script}", "enabled": enabled == "0", "running": bool(m),
                             "pids": [int(x) for x in m.group(1).split()] if m else []}
     return dict(sorted(services.items()))
