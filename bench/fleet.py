@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
 import statistics
 import subprocess
 import sys
@@ -81,6 +82,11 @@ def measure(agents, reps, workdir):
     with open(inventory_file, "w", encoding="utf-8") as handle:
         yaml.safe_dump(inventory(agents), handle, sort_keys=False)
     subprocess.run([str(STANDIN), "up", name], check=True, capture_output=True)
+    # The agents' command: the Molecule scenario's test runtime, which waits like a long-running agent.
+    base = os.environ.get("WARDEN_STANDIN_BASE", "/var/tmp/warden-standin")
+    runtime = pathlib.Path(base, name, "root", "usr/local/bin/agent-runtime")
+    shutil.copyfile(ROOT / "molecule/default/files/agent-runtime", runtime)
+    runtime.chmod(0o755)
     try:
         playbook(name, inventory_file)
         times, calls = [], set()
