@@ -99,7 +99,12 @@ JLS = CommandRunner(
     },
 )
 
-TIMEOUT = CommandRunner("timeout", {"kill_after": as_opt_val("-k"), "duration": as_value()})
+# -f (foreground): without it timeout(1) becomes the reaper of the command's whole tree and, once the
+# command ends, waits for every descendant (bin/timeout/timeout.c: PROC_REAP_STATUS, rs_children), so the
+# daemons a started jail's rc leaves running would hold the call until the bound and then be killed.
+TIMEOUT = CommandRunner(
+    "timeout", {"foreground": as_flag("-f"), "kill_after": as_opt_val("-k"), "duration": as_value()}
+)
 
 
 class BastilleError(Exception):
@@ -121,9 +126,10 @@ def command(runner, order, **values):
 
 
 def bounded(argv, verb):
-    """argv under timeout(1): TERM after the verb's bound, KILL 30 s later."""
+    """argv under timeout(1) -f: TERM to the command after the verb's bound, KILL 30 s later."""
     limit = TIMEOUTS.get(verb, DEFAULT_TIMEOUT)
-    return command(TIMEOUT, "kill_after duration", kill_after=KILL_AFTER, duration=limit) + argv
+    return command(TIMEOUT, "foreground kill_after duration", foreground=True, kill_after=KILL_AFTER,
+                   duration=limit) + argv
 
 
 # -- files Bastille writes (read, never written, here)
