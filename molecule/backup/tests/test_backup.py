@@ -212,9 +212,8 @@ def test_list_shows_every_agent_with_backup_age(plan, listing):
         assert b["verified"] is True and b["error"] is None, b
         assert os.path.dirname(b["archive"]) == agent["paths"]["backup_dir"]
         assert a["backups"] == 1 and a["incomplete_backups"] == 0
-        # the db jail runs (prepare started it); the other jails were never created
-        assert {j["name"]: j["running"] for j in a["jails"]} == {
-            j["name"]: j["slot"] == "db" for j in agent["jails"]}
+        # every jail of the agent runs: prepare started the db jail, site.yml created and started the others
+        assert {j["name"]: j["running"] for j in a["jails"]} == {j["name"]: True for j in agent["jails"]}
     assert host["orphans"] == []
     # the readable table names every agent with its backup age
     lines = [json.loads(x.strip().rstrip(",")) for x in listing["run"].stdout.splitlines()
