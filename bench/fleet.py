@@ -36,6 +36,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 STANDIN = ROOT / "tests" / "standin" / "standin"
 PLAYBOOK = ROOT / "site.yml"
 HOST = "bench.example.net"
+KEEP = False
 
 
 def inventory(agents):
@@ -61,6 +62,24 @@ def executions(report):
     return count
 
 
+def failures(stdout):
+    """The failed or unreachable task results of an ansible.posix.json report, one line each."""
+    try:
+        report = json.loads(stdout[stdout.index("{"):])
+    except ValueError:
+        return []
+    lines = []
+    for play in report.get("plays", []):
+        for task in play.get("tasks", []):
+            for host, result in task.get("hosts", {}).items():
+                items = result.get("results", [result])
+                for item in items:
+                    if item.get("failed") or item.get("unreachable"):
+                        message = item.get("msg") or item.get("stderr") or ""
+                        lines.append(f"{host}: {task['task']['name']}: {str(message)[:1500]}")
+    return lines
+
+
 def playbook(name, inventory_file):
     """Run site.yml on stand-in ``name``; return (seconds, report)."""
     env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
@@ -70,8 +89,9 @@ def playbook(name, inventory_file):
                           capture_output=True, text=True, env=env, check=False)
     seconds = time.monotonic() - start
     if proc.returncode != 0:
-        sys.exit(f"site.yml failed on stand-in {name} (rc {proc.returncode}):\n"
-                 f"{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+        failed = failures(proc.stdout) or [proc.stdout[-4000:]]
+        sys.exit(f"site.yml failed on stand-in {name} (rc {proc.returncode}):\n" + "\n".join(failed)
+                 + f"\n{proc.stderr[-2000:]}")
     return seconds, json.loads(proc.stdout[proc.stdout.index("{"):])
 
 
@@ -101,14 +121,18 @@ def measure(agents, reps, workdir):
             sys.exit(f"no-op re-runs with {agents} agents ran different numbers of modules: {sorted(calls)}")
         return calls.pop(), statistics.median(times)
     finally:
-        subprocess.run([str(STANDIN), "down", name], check=False, capture_output=True)
+        if not KEEP:
+            subprocess.run([str(STANDIN), "down", name], check=False, capture_output=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--sizes", default="1,10,20", help="agent counts; the first and last give the ratios")
+    parser.add_argument("--keep", action="store_true", help="leave the stand-ins up (to read a failure)")
     args = parser.parse_args()
+    global KEEP  # noqa: PLW0603 - one switch for the whole run
+    KEEP = args.keep
     if os.geteuid() != 0:
         sys.exit("bench/fleet.py needs root: it runs site.yml on a stand-in host (chroot, mounts, namespaces)")
     sizes = [int(n) for n in args.sizes.split(",")]
