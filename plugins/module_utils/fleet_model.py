@@ -38,6 +38,8 @@ DB_JAIL_CONFIG = {"sysvshm": "new", "sysvsem": "new", "sysvmsg": "new"}
 # The git jail's account (git-shell: git's own commands only) and the agent's public key, relative to its home.
 GIT_USER, GIT_HOME, GIT_SHELL = "git", "/srv/git", "/usr/local/bin/git-shell"
 AGENT_SSH_PUBLIC_KEY = ".ssh/id_ed25519.pub"
+# The agent's SSH key pair in its home, made once by warden.fleet.agent_workspace (ssh-keygen -t ed25519).
+AGENT_SSH_DIR, AGENT_SSH_KEY = ".ssh", ".ssh/id_ed25519"
 # PostgreSQL extensions an agent's databases can have, with the FreeBSD package that ships each
 # (pgvector; the others are in postgresqlNN-contrib, which the db jail gets). vector is always there.
 DB_EXTENSION_PACKAGES = {
@@ -907,6 +909,14 @@ def _agent_plan(check, name, name_ok, raw, settings, backup):
             "soul": _soul_dest(settings, name),
             "env_file": f"{settings['warden_etc_dir']}/{name}.env",
             "backup_dir": f"{backup['dir']}/{name}",
+        },
+        # The agent's own SSH identity: made once, never replaced; its public key goes to the git jail.
+        "ssh_key": {
+            "dir": f"{home}/{AGENT_SSH_DIR}",
+            "private": f"{home}/{AGENT_SSH_KEY}",
+            "public": f"{home}/{AGENT_SSH_PUBLIC_KEY}",
+            "type": "ed25519",
+            "comment": f"{name}@{check.host}",
         },
         "port": port,
         "ports": [port + offset for offset in PORT_OFFSETS] if port is not None else [],

@@ -413,6 +413,23 @@ def test_the_git_jail_has_the_agents_account_reached_from_its_gateway_only():
     assert all(jails[slot]["accounts"] == [] for slot in ("cms", "llm", "db"))
 
 
+def test_every_agent_has_its_ssh_key_pair_in_its_home_and_the_git_jail_takes_its_public_key():
+    plan = _example_plan()
+    atlas = plan["agents"]["atlas"]
+    assert atlas["ssh_key"] == {
+        "dir": "/usr/local/warden/agents/atlas/.ssh",
+        "private": "/usr/local/warden/agents/atlas/.ssh/id_ed25519",
+        "public": "/usr/local/warden/agents/atlas/.ssh/id_ed25519.pub",
+        "type": "ed25519",
+        "comment": "atlas@bsd1.example.net",
+    }
+    git = next(j for j in atlas["jails"] if j["slot"] == "git")
+    assert git["accounts"][0]["authorized_key"]["file"] == atlas["ssh_key"]["public"]
+    assert {name: agent["ssh_key"]["dir"] for name, agent in plan["agents"].items()} == {
+        name: f"{agent['paths']['home']}/.ssh" for name, agent in plan["agents"].items()
+    }
+
+
 def test_bastille_directories_follow_the_prefix_and_release():
     hostvars = copy.deepcopy(EXAMPLE["bsd1.example.net"])
     hostvars["warden_bastille_prefix"] = "/srv/bastille/"
