@@ -263,7 +263,8 @@ def provision(run, jails, check_mode):
                 key, why = read_public_key(spec["file"], spec["owner"])
                 key = key_line(key, spec["from"]) if key else None
             if why:
-                warnings.append(f"{name}: no SSH key for {account['name']} yet: {why}")
+                # warden.fleet.agent_user makes the key before the jails: missing now, it was removed or broken
+                warnings.append(f"{name}: no SSH key for {account['name']}: {why} (warden.fleet.agent_user makes it)")
             accounts[account["name"]] = (account, key, account_todo(account, seen_accounts[account["name"]], key))
         account_changes = any(
             work["create"] or work["repositories"] or work["authorized_keys"] for _a, _k, work in accounts.values()
@@ -411,3 +412,44 @@ def apply_account(run, jail, account, todo):
         rc, out, err = run(argv, data=data)
         if rc != 0:
             raise ProvisionError(f"{jail}: {' '.join(argv[5:8])} failed (rc={rc}): {(err or out).strip()}")
+
+
+# rc.d commands a caller may ask of a jail's service (rc.subr's standard ones and PostgreSQL's initdb).
+SERVICE_ACTIONS = ("initdb", "start", "stop", "restart", "reload")
+# After these the service must answer `status` with 0: the exit code of the command alone is not trusted.
+RUNNING_AFTER = ("start", "restart", "reload")
+# These leave a daemon behind: only the command itself is bounded (see TIMEOUT).
+DETACHING = ("start", "restart")
+
+
+def service_actions(run, actions, check_mode):
+    """Run each action (jail, service, action) in order through ``service -j``; return what was done.
+
+    Every problem of the list is named before anything runs. In check mode nothing runs and every action is
+    reported as the change it would be; otherwise each action must succeed and, for those that leave the
+    service running, ``status`` must say it runs.
+    """
+    problems = []
+    for item in actions:
+        jail, service, action = item["jail"], item["service"], item["action"]
+        if not JAIL_NAME_RE.match(jail):
+            problems.append(f"{jail!r} is not a VNET jail name (letters and digits, at most 11)")
+        if not SERVICE_RE.match(service):
+            problems.append(f"{jail}: {service!r} is not an rc.d script name")
+        if action not in SERVICE_ACTIONS:
+            problems.append(f"{jail}: {action!r} is not one of {', '.join(SERVICE_ACTIONS)}")
+    if problems:
+        raise ProvisionError("; ".join(problems))
+    done = []
+    for item in actions:
+        jail, service, action = item["jail"], item["service"], item["action"]
+        if not check_mode:
+            argv = SERVICE.argv("jail name", jail=jail, name=service) + [action]
+            rc, out, err = run(argv, timeout=item.get("timeout") or DEFAULT_TIMEOUT, detaches=action in DETACHING)
+            if rc != 0:
+                raise ProvisionError(f"{jail}: service {service} {action} failed (rc={rc}): {(err or out).strip()}")
+            if action in RUNNING_AFTER and not service_running(run, jail, service):
+                raise ProvisionError(f"{jail}: service {service} {action} exited 0 but {service} does not run: "
+                                     f"{(err or out).strip()}")
+        done.append(f"{jail}: service {service} {action}")
+    return done

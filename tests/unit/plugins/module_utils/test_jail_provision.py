@@ -281,3 +281,83 @@ def test_a_missing_key_or_agent_is_waited_for(agent_key, monkeypatch):
     monkeypatch.setattr(jp.pwd, "getpwnam", me)
     agent_key.unlink()
     assert jp.read_public_key(str(agent_key), "atlas")[1].endswith("does not exist")
+
+
+class FakeServices:
+    """service -j JAIL SVC ACTION for jail_service: initdb, start, restart, reload, status, as rc.subr answers."""
+
+    def __init__(self, dead_after_start=()):
+        self.clusters, self.running, self.calls = set(), set(), []
+        self.dead_after_start = set(dead_after_start)
+
+    def __call__(self, argv, environ_update=None):
+        foreground = argv[1:2] == ["-f"]
+        argv = argv[:1] + argv[2:] if foreground else argv
+        assert argv[:3] == ["/usr/bin/timeout", "-k", "30s"] and argv[4:6] == ["/usr/sbin/service", "-j"], argv
+        jail, service, action = argv[6:]
+        assert foreground == (action in ("start", "restart")), argv
+        self.calls.append(f"{jail} {action}")
+        if action == "status":
+            return (0, "running\n", "") if jail in self.running else (1, f"{service} is not running.\n", "")
+        if action == "initdb":
+            if jail in self.clusters:
+                return 1, "", "initdb: error: directory exists but is not empty\n"
+            self.clusters.add(jail)
+            return 0, "Success.\n", ""
+        if action in ("start", "restart"):
+            if jail not in self.clusters:
+                return 1, "", "pg_ctl: directory does not exist\n"
+            if jail not in self.dead_after_start:
+                self.running.add(jail)
+            return 0, f"{'Starting' if action == 'start' else 'Restarting'} {service}.\n", ""
+        if action == "reload":
+            return (0, "", "") if jail in self.running else (1, "", "pg_ctl: PID file does not exist\n")
+        raise AssertionError(f"unexpected {argv}")
+
+
+def pg(jail, action):
+    return {"jail": jail, "service": "postgresql", "action": action}
+
+
+def test_service_actions_run_in_order_and_the_running_state_is_read_back():
+    host = FakeServices()
+    done = jp.service_actions(jp.Runner(host), [pg("atlasdb", "initdb"), pg("atlasdb", "start"),
+                                                pg("atlasdb", "reload")], check_mode=False)
+    assert done == ["atlasdb: service postgresql initdb", "atlasdb: service postgresql start",
+                    "atlasdb: service postgresql reload"]
+    assert host.calls == ["atlasdb initdb", "atlasdb start", "atlasdb status", "atlasdb reload", "atlasdb status"]
+    assert host.running == {"atlasdb"}
+
+
+def test_service_actions_in_check_mode_report_every_action_and_run_nothing():
+    host = FakeServices()
+    done = jp.service_actions(jp.Runner(host), [pg("atlasdb", "initdb"), pg("boltdb", "start")], check_mode=True)
+    assert done == ["atlasdb: service postgresql initdb", "boltdb: service postgresql start"]
+    assert host.calls == []
+
+
+def test_a_start_that_exits_0_without_a_running_service_fails():
+    host = FakeServices(dead_after_start={"atlasdb"})
+    host.clusters.add("atlasdb")
+    with pytest.raises(jp.ProvisionError, match="atlasdb: service postgresql start exited 0 but postgresql does not"):
+        jp.service_actions(jp.Runner(host), [pg("atlasdb", "start")], check_mode=False)
+
+
+def test_a_failing_action_stops_the_list_and_names_the_jail():
+    host = FakeServices()
+    with pytest.raises(jp.ProvisionError, match=r"boltdb: service postgresql start failed \(rc=1\): pg_ctl: directory"):
+        jp.service_actions(jp.Runner(host), [pg("boltdb", "start"), pg("atlasdb", "initdb")], check_mode=False)
+    assert host.calls == ["boltdb start"]
+
+
+def test_bad_actions_are_all_named_before_anything_runs():
+    host = FakeServices()
+    bad = [{"jail": "atlas-db", "service": "postgresql", "action": "start"},
+           {"jail": "atlasdb", "service": "pg;rm", "action": "start"},
+           {"jail": "atlasdb", "service": "postgresql", "action": "onestart"}]
+    with pytest.raises(jp.ProvisionError) as err:
+        jp.service_actions(jp.Runner(host), bad, check_mode=False)
+    assert "'atlas-db' is not a VNET jail name" in str(err.value)
+    assert "'pg;rm' is not an rc.d script name" in str(err.value)
+    assert "'onestart' is not one of initdb, start, stop, restart, reload" in str(err.value)
+    assert host.calls == []
