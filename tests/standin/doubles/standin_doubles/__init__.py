@@ -5,8 +5,8 @@ calls :func:`dispatch` with its name.
 """
 
 import contextlib
+import importlib
 import os
-import shutil
 import stat
 
 from .common import err, kernel, not_implemented, out, run_main
@@ -101,6 +101,8 @@ def _freeze_snapshot(mountpoint, snap):
     links, modes, owners and times are kept; .zfs itself is not in it."""
     if not os.path.isdir(mountpoint):
         return  # not mounted (a jail dataset before its first start): nothing to present
+    import shutil  # only snapshots copy trees: not every double's start-up
+
     dest = _snapshot_dir(mountpoint, snap)
 
     def copy(src, dst):
@@ -122,6 +124,8 @@ def _freeze_snapshot(mountpoint, snap):
 
 def _drop_snapshot(mountpoint, snap):
     """Removes the snapshot's directory; .zfs is hidden again once no snapshot is left (snapdir=hidden)."""
+    import shutil
+
     shutil.rmtree(_snapshot_dir(mountpoint, snap), ignore_errors=True)
     for parent in (os.path.join(mountpoint, ".zfs", "snapshot"), os.path.join(mountpoint, ".zfs")):
         with contextlib.suppress(OSError):
@@ -145,26 +149,34 @@ def freebsd_version_main(args):
     return 0
 
 
-def _table():
-    from . import bastille, jails, net, newsyslog, pfctl, pgrep, pkgpw, procs, rcnet, rcorder, service, su, sysrc
-    from .services import devfs_main, llama_server_main, nginx_main, ollama_main, sshd_main
-    return {
-        # rcnet adds the route/sysctl forms of the rc.d scripts, then hands over to net.py
-        "sysrc": sysrc.main, "service": service.main, "ifconfig": net.ifconfig_main,
-        "sysctl": rcnet.sysctl_main, "route": rcnet.route_main, "pfctl": pfctl.main, "rcorder": rcorder.main,
-        "jls": jails.jls_main, "jexec": jails.jexec_main, "pkg": pkgpw.pkg_main,
-        "pw": pkgpw.pw_main, "chpass": pkgpw.chpass_main, "daemon": procs.daemon_main,
-        "lockf": procs.lockf_main, "timeout": procs.timeout_main, "bastille": bastille.main,
-        "zfs": zfs_main, "zpool": zpool_main, "freebsd-version": freebsd_version_main, "su": su.main,
-        # services.py: the jails' daemons (base and packages) and devfs(8)
-        "sshd": sshd_main, "devfs": devfs_main, "nginx": nginx_main, "ollama": ollama_main,
-        "llama-server": llama_server_main,
-        "pgrep": pgrep.pgrep_main, "pkill": pgrep.pkill_main, "newsyslog": newsyslog.main,
-    }
+# command -> (module of this package, its entry point).  Every call of a
+# double is a process of its own: it imports only its own module, not every
+# double (services.py alone pulls in http.server), which is most of a call's
+# start-up time.
+MAINS = {
+    "sysrc": ("sysrc", "main"), "service": ("service", "main"),
+    # rcnet adds the route/sysctl forms of the rc.d scripts, then hands over to net.py
+    "ifconfig": ("net", "ifconfig_main"), "sysctl": ("rcnet", "sysctl_main"), "route": ("rcnet", "route_main"),
+    "pfctl": ("pfctl", "main"), "rcorder": ("rcorder", "main"),
+    "jls": ("jails", "jls_main"), "jexec": ("jails", "jexec_main"),
+    "pkg": ("pkgpw", "pkg_main"), "pw": ("pkgpw", "pw_main"), "chpass": ("pkgpw", "chpass_main"),
+    "daemon": ("procs", "daemon_main"), "lockf": ("procs", "lockf_main"), "timeout": ("procs", "timeout_main"),
+    "bastille": ("bastille", "main"), "su": ("su", "main"),
+    # services.py: the jails' daemons (base and packages) and devfs(8)
+    "sshd": ("services", "sshd_main"), "devfs": ("services", "devfs_main"), "nginx": ("services", "nginx_main"),
+    "ollama": ("services", "ollama_main"), "llama-server": ("services", "llama_server_main"),
+    "pgrep": ("pgrep", "pgrep_main"), "pkill": ("pgrep", "pkill_main"), "newsyslog": ("newsyslog", "main"),
+}
+OWN = {"zfs": zfs_main, "zpool": zpool_main, "freebsd-version": freebsd_version_main}
+
+
+def main_of(name):
+    """The entry point of double ``name``, importing only the module that defines it."""
+    if name in OWN:
+        return OWN[name]
+    module, entry = MAINS[name]
+    return getattr(importlib.import_module(f".{module}", __name__), entry)
 
 
 def dispatch(name, argv):
-    # the doubles defined here need none of the others: every call is a process
-    # of its own, and importing every double costs more than a `zfs list`
-    own = {"zfs": zfs_main, "zpool": zpool_main, "freebsd-version": freebsd_version_main}
-    return run_main(name, own[name] if name in own else _table()[name], argv)
+    return run_main(name, main_of(name), argv)

@@ -15,9 +15,7 @@ import contextlib
 import fcntl
 import json
 import os
-import shlex
 import sys
-import tempfile
 
 STATE_DIR = "/.standin"
 KERNEL = os.path.join(STATE_DIR, "kernel.json")
@@ -43,6 +41,8 @@ def err(msg):
 
 
 def not_implemented(cmd, args):
+    import shlex  # only refusals quote: not every call's start-up
+
     text = " ".join([cmd] + [shlex.quote(a) for a in args])
     err(f"stand-in: {text} is not implemented")
     raise Exit(EX_USAGE)
@@ -59,6 +59,8 @@ def log_call(cmd, args):
 
 def atomic_write(path, data, mode=None):
     """Write ``data`` (str or bytes) to ``path``: temp file, fsync, rename."""
+    import tempfile  # only writers need it (it imports random and hashlib): not every call's start-up
+
     if isinstance(data, str):
         data = data.encode("utf-8")
     directory = os.path.dirname(path) or "."
