@@ -5,7 +5,7 @@
 DOCUMENTATION = r"""
 ---
 module: agent_workspace
-short_description: Every agent's home, workspace, state and logs directories on a host, in one call
+short_description: Every agent's home, workspace, state and logs directories and SSH key on a host, in one call
 version_added: 0.1.0
 description:
   - One call handles every agent of a host (O(agents), default every present agent of the plan); a call that finds
@@ -19,6 +19,12 @@ description:
     anything already there, the agent's content or something it planted, is left alone and reported in
     C(left_alone). The files the soul provides (O(soul_files)) are left to M(warden.fleet.soul_repo) for agents
     with a soul.
+  - "With O(ssh_key), the agent's SSH key pair from the plan's C(ssh_key): C(HOME/.ssh) owned by root, group the
+    agent's, mode C(0750) (the agent cannot plant anything in it), C(id_ed25519) the agent's C(0600) and
+    C(id_ed25519.pub) the agent's C(0644), made once with C(/usr/bin/ssh-keygen -t ed25519 -N '' -C AGENT@HOST) under
+    C(timeout(1)) in a root-only directory and hard-linked into place, which never replaces anything. A key that
+    exists is the agent's identity and is never regenerated; only its owner and mode are set again (a file with
+    more than one link is left alone). A private key without its public half gets it back (C(ssh-keygen -y))."
   - The agent is hostile to root. Directories are opened from C(/) down without following symlinks, owner and mode
     are set on descriptors, files are created with C(O_CREAT|O_EXCL|O_NOFOLLOW) relative to the held workspace
     descriptor; a symlink planted where a directory of the layout belongs fails the call for that agent instead of
@@ -46,6 +52,10 @@ options:
     type: list
     elements: str
     default: [SOUL.md, USER.md, IDENTITY.md, AGENTS.md]
+  ssh_key:
+    description: Give every agent its SSH key pair (the plan's C(ssh_key)) when it has none.
+    type: bool
+    default: true
 extends_documentation_fragment:
   - warden.fleet.plan
 attributes:
@@ -54,7 +64,7 @@ attributes:
     description: Reports what would be created or fixed; changes nothing.
   diff_mode:
     support: full
-    description: Per agent, the paths that would be created or fixed.
+    description: Per agent, the paths that would be created or fixed (never a key's content).
 seealso:
   - module: warden.fleet.soul_repo
   - module: warden.fleet.env_files
@@ -83,6 +93,7 @@ agents:
       created: [/usr/local/warden/agents/atlas/workspace/memory]
       fixed: [/usr/local/warden/agents/atlas/state]
       left_alone: [/usr/local/warden/agents/atlas/workspace/skills]
+      public_key: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... atlas@bsd1.example.net
 changed_agents:
   description: The names of the agents whose home changed.
   returned: always
@@ -93,8 +104,14 @@ changed_agents:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - modules keep their documentation first
 
-from ansible_collections.warden.fleet.plugins.module_utils import agent_runtime  # noqa: E402
+from ansible_collections.warden.fleet.plugins.module_utils import agent_runtime, agent_ssh  # noqa: E402
 from ansible_collections.warden.fleet.plugins.module_utils.plan_args import plan_argument_spec  # noqa: E402
+
+
+def merge(report, more):
+    for key in ("created", "fixed", "left_alone"):
+        report[key] += more[key]
+    report["changed"] = report["changed"] or more["changed"]
 
 
 def main():
@@ -108,10 +125,15 @@ def main():
                 default=["SOUL.md", "USER.md", "IDENTITY.md", "AGENTS.md", "TOOLS.md", "MEMORY.md"],
             ),
             soul_files=dict(type="list", elements="str", default=["SOUL.md", "USER.md", "IDENTITY.md", "AGENTS.md"]),
+            ssh_key=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
     plan, params = module.params["plan"], module.params
+
+    def run(argv):
+        return module.run_command(argv, environ_update={"LC_ALL": "C"})
+
     agents = plan.get("agents") or {}
     names = params["agents"]
     if names is None:
@@ -129,7 +151,10 @@ def main():
         try:
             layout = agent_runtime.workspace_layout(agent, plan, params["dirs"], params["files"], params["soul_files"])
             results[name] = agent_runtime.ensure_workspace(agent, layout, module.check_mode)
-        except (agent_runtime.UnsafePath, ValueError, OSError) as error:
+            if params["ssh_key"]:
+                merge(results[name], agent_ssh.ensure_key(agent, run, module.check_mode))
+                results[name]["public_key"] = agent_ssh.public_key(agent)
+        except (agent_runtime.UnsafePath, agent_ssh.KeygenError, ValueError, OSError) as error:
             failures.append(f"{name}: {error}")
             results[name] = {"changed": False, "error": str(error)}
             continue

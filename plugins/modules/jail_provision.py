@@ -54,7 +54,10 @@ options:
             C(authorized_keys) (written as that user).
           - The key is read from a file on the host that its owner controls (the agent's own public key), so each
             component of the path is opened without following a symlink, and the file must be a regular file of
-            that owner holding one public key. Until it is there, the account has no key and a warning says why.
+            that owner holding one public key. M(warden.fleet.agent_workspace) makes the agent's key before the
+            jails are provisioned (site.yml runs C(warden.fleet.agent_user) first); when it is missing all the same
+            (check mode on a new host, a key that was removed, a file that is not a key), the account gets no
+            key and a warning says why.
         type: list
         elements: dict
         default: []
@@ -143,7 +146,8 @@ jails:
       rc_conf: {}
       started: []
       accounts: {git: {created: false, repositories: [], authorized_key: false}}
-      warnings: ["atlasgit: no SSH key for git yet: /usr/local/warden/agents/atlas/.ssh/id_ed25519.pub does not exist"]
+      warnings: ["atlasgit: no SSH key for git: /usr/local/warden/agents/atlas/.ssh/id_ed25519.pub does not exist
+        (warden.fleet.agent_user makes it)"]
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - modules keep their documentation first
