@@ -319,11 +319,12 @@ def test_adding_an_agent_changes_only_what_lists_the_agents(tmp_path, standin, e
             "warden.fleet.network : Bring up the agents' bridge with every agent's gateway",
             "warden.fleet.network : Rename it to the bridge's name, bring it up with the gateways, and forward",
             "warden.fleet.pf : Install and load the agents' PF anchor, referenced from pf.conf",
-            "warden.fleet.jails : Create and start the agents' jails, destroy the removed agents' jails",
-            "warden.fleet.jails : Install and start what runs in each jail",
+            # the new agent's user, home and key come before its jails: its git jail gets the key at once
             "warden.fleet.agent_user : Create the agents' missing groups",
             "warden.fleet.agent_user : Create or correct the agents' users",
             "warden.fleet.agent_user : Lay out every agent's home and workspace",
+            "warden.fleet.jails : Create and start the agents' jails, destroy the removed agents' jails",
+            "warden.fleet.jails : Install and start what runs in each jail",
             "warden.fleet.agent_env : Write every agent's environment file",
             "warden.fleet.agent_service : Install the agents' rc.d scripts, their log rotation and the session helper",
             "warden.fleet.agent_service : Enable the agents that are not enabled yet",
@@ -332,6 +333,11 @@ def test_adding_an_agent_changes_only_what_lists_the_agents(tmp_path, standin, e
         plan = json.loads(standin.file("/usr/local/etc/warden/plan.json").content_string)
         assert sorted(plan["agents"]) == sorted(agents)
         assert plan["agents"]["hermes"]["jails"][0]["name"] == "hermesgit"
+        # on its first run hermes's git jail already takes hermes's own key
+        [git] = plan["agents"]["hermes"]["jails"][0]["accounts"]
+        hermes_key = standin.file(plan["agents"]["hermes"]["ssh_key"]["public"]).content_string.strip()
+        keys = standin.check_output(f"jexec -l -U {git['name']} hermesgit cat {git['home']}/.ssh/authorized_keys")
+        assert keys.endswith(f" {hermes_key}") and keys.count("ssh-ed25519") == 1
         assert standin.file("/usr/local/etc/cron.d/warden-backup").content_string == cron_before
     finally:
         restored = site(os.path.join(PROJECT, "inventories", "example", "hosts.yml"))

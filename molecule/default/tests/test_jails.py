@@ -155,6 +155,8 @@ def test_check_mode_on_the_converged_host_changes_nothing_and_calls_each_module_
     assert create == ["ok"] and provision == ["ok"]
     assert tasks["warden.fleet.jails : List the jails Bastille has"] == ["skipping"]
     assert all(results != ["changed"] for name, results in tasks.items() if name.startswith("warden.fleet.bastille"))
+    # every agent's key was there before its jails were provisioned: no missing-key warning on a converged host
+    assert "no SSH key for" not in run.stdout + run.stderr
 
 
 def test_each_git_jail_has_the_agents_account_and_bare_repository(wanted):
@@ -167,3 +169,32 @@ def test_each_git_jail_has_the_agents_account_and_bare_repository(wanted):
                       "rev-parse", "--is-bare-repository").stdout.strip()
             assert bare == "true", (jail["name"], repo)
         assert account["authorized_key"]["from"] == jail["gateway"]
+
+
+def test_the_first_converge_put_each_agents_own_key_in_its_git_jail_and_no_other(plan, wanted):
+    # Molecule's idempotence step ran before verify and changed nothing: the key and authorized_keys below are
+    # what the first converge made (the agents' users and keys come before their jails in site.yml).
+    public = {}
+    for name, agent in plan["agents"].items():
+        if agent["state"] != "present":
+            continue
+        key = agent["ssh_key"]
+        assert sh("stat", "-f", "%Su:%Sg %Lp", key["dir"]).stdout.split() == [f"root:{agent['user']['group']}", "750"]
+        assert sh("stat", "-f", "%Su %Lp", key["private"]).stdout.split() == [name, "600"]
+        assert sh("stat", "-f", "%Su %Lp", key["public"]).stdout.split() == [name, "644"]
+        public[name] = sh("cat", key["public"]).stdout.strip()
+        assert public[name].startswith("ssh-ed25519 ") and public[name].endswith(f" {key['comment']}")
+        # the agent can use its private key: its public half, derived as the agent, is the published one
+        derived = sh("su", "-m", name, "-c", f"/usr/bin/ssh-keygen -y -f {key['private']}").stdout.split()
+        assert derived[:2] == public[name].split()[:2], name
+        # and cannot replace it: .ssh is root's
+        assert sh("su", "-m", name, "-c", f"/bin/mv {key['private']} {key['private']}.old", check=False).returncode != 0
+    assert len(set(public.values())) == len(public) >= 2
+    for jail in (j for j in wanted if j["slot"] == "git"):
+        [account] = jail["accounts"]
+        keys = sh("jexec", "-l", "-U", account["name"], jail["name"], "cat",
+                  f"{account['home']}/.ssh/authorized_keys").stdout.splitlines()
+        restrictions = "no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty"
+        assert keys == [f'from="{jail["gateway"]}",{restrictions} {public[jail["agent"]]}'], jail["name"]
+        # another agent's key is not accepted there
+        assert not any(other in line for line in keys for agent, other in public.items() if agent != jail["agent"])
