@@ -133,8 +133,21 @@ def test_sshd_of_the_jails_base_greets_at_the_jail_address(host):
     rc, out, _err = sh(host, f"service -j {JAIL} sshd start")
     assert rc == 0 and "Cannot 'start' sshd. Set sshd_enable to YES" in out
     assert probe(host, 22, "banner")[0] != 0
-    ok(host, f"sysrc -j {JAIL} sshd_enable=YES && service -j {JAIL} sshd start")
+    started = ok(host, f"sysrc -j {JAIL} sshd_enable=YES && service -j {JAIL} sshd start")
     rc, out, err = probe(host, 22, "banner")
     assert rc == 0 and out.startswith("SSH-2.0-OpenSSH_"), err
     ok(host, f"service -j {JAIL} sshd stop")
     assert probe(host, 22, "banner")[0] != 0
+    # rc.d/sshd's keygen before the first start: the host keys sshd_*_enable asks for (dsa is off by default)
+    assert [line for line in started.splitlines() if line.startswith("Generating")] == [
+        "Generating RSA host key.", "Generating ECDSA host key.", "Generating ED25519 host key."]
+    keys = sorted(ok(host, f"jexec {JAIL} ls /etc/ssh").split())
+    assert keys == sorted(f"ssh_host_{alg}_key{ext}" for alg in ("rsa", "ecdsa", "ed25519") for ext in ("", ".pub"))
+    assert ok(host, f"jexec {JAIL} stat -f '%Su %Lp' /etc/ssh/ssh_host_ed25519_key").split() == ["root", "600"]
+    public = ok(host, f"jexec {JAIL} cat /etc/ssh/ssh_host_ed25519_key.pub")
+    assert public.startswith("ssh-ed25519 ")
+    # a later start keeps them; keygen alone says so
+    again = ok(host, f"service -j {JAIL} sshd start")
+    assert "Generating" not in again and ok(host, f"jexec {JAIL} cat /etc/ssh/ssh_host_ed25519_key.pub") == public
+    ok(host, f"service -j {JAIL} sshd stop")
+    assert "Generating" not in ok(host, f"service -j {JAIL} sshd keygen")

@@ -199,6 +199,9 @@ def _install_base_files(root):
             continue
         with open(path, encoding="utf-8") as fh:
             atomic_write(target, fh.read(), 0o644)
+    # base.txz's /etc/ssh (FreeBSD's sshd_config, ssh_config and moduli are not modelled: the sshd double reads
+    # none of them), where rc.d/sshd's keygen writes the jail's host keys
+    os.makedirs(os.path.join(root, "etc", "ssh"), mode=0o755, exist_ok=True)
     # base.txz's rc.d scripts of the daemons a service jail runs (FreeBSD libexec/rc/rc.d)
     for path in ("/etc/rc.d/sshd",):
         target = os.path.join(root, path.lstrip("/"))
