@@ -40,6 +40,9 @@ GIT_USER, GIT_HOME, GIT_SHELL = "git", "/srv/git", "/usr/local/bin/git-shell"
 AGENT_SSH_PUBLIC_KEY = ".ssh/id_ed25519.pub"
 # The agent's SSH key pair in its home, made once by warden.fleet.agent_workspace (ssh-keygen -t ed25519).
 AGENT_SSH_DIR, AGENT_SSH_KEY = ".ssh", ".ssh/id_ed25519"
+# The git jail's sshd host key (FreeBSD's rc.d/sshd makes it before sshd's first start), which the agent's
+# known_hosts pins; the agent reaches the jail as `git` under this ssh_config Host name.
+GIT_HOST_KEY, GIT_SSH_ALIAS = "/etc/ssh/ssh_host_ed25519_key.pub", "git"
 # PostgreSQL extensions an agent's databases can have, with the FreeBSD package that ships each
 # (pgvector; the others are in postgresqlNN-contrib, which the db jail gets). vector is always there.
 DB_EXTENSION_PACKAGES = {
@@ -917,6 +920,15 @@ def _agent_plan(check, name, name_ok, raw, settings, backup):
             "public": f"{home}/{AGENT_SSH_PUBLIC_KEY}",
             "type": "ed25519",
             "comment": f"{name}@{check.host}",
+            "known_hosts": f"{home}/{AGENT_SSH_DIR}/known_hosts",
+            "config": f"{home}/{AGENT_SSH_DIR}/config",
+            # what known_hosts and config name: the agent's git jail, when it has one
+            "hosts": [
+                {"alias": GIT_SSH_ALIAS, "jail": jail_names["git"], "ip": ips["git"], "user": GIT_USER,
+                 "host_key": GIT_HOST_KEY}
+            ]
+            if "git" in jails and "git" in jail_names and "git" in ips and net is not None
+            else [],
         },
         "port": port,
         "ports": [port + offset for offset in PORT_OFFSETS] if port is not None else [],

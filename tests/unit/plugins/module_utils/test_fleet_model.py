@@ -422,9 +422,18 @@ def test_every_agent_has_its_ssh_key_pair_in_its_home_and_the_git_jail_takes_its
         "public": "/usr/local/warden/agents/atlas/.ssh/id_ed25519.pub",
         "type": "ed25519",
         "comment": "atlas@bsd1.example.net",
+        "known_hosts": "/usr/local/warden/agents/atlas/.ssh/known_hosts",
+        "config": "/usr/local/warden/agents/atlas/.ssh/config",
+        "hosts": [{"alias": "git", "jail": "atlasgit", "ip": "10.0.1.2", "user": "git",
+                   "host_key": "/etc/ssh/ssh_host_ed25519_key.pub"}],
     }
     git = next(j for j in atlas["jails"] if j["slot"] == "git")
     assert git["accounts"][0]["authorized_key"]["file"] == atlas["ssh_key"]["public"]
+    assert git["accounts"][0]["name"] == atlas["ssh_key"]["hosts"][0]["user"]
+    # an agent without a git jail pins no host
+    hostvars = {"warden_ext_if": "vtnet0", "warden_agents": {"bob": {"subnet": "10.0.2", "command": "/bin/b",
+                                                                      "jails": ["db"]}}}
+    assert plan_or_raise("h", hostvars)["agents"]["bob"]["ssh_key"]["hosts"] == []
     assert {name: agent["ssh_key"]["dir"] for name, agent in plan["agents"].items()} == {
         name: f"{agent['paths']['home']}/.ssh" for name, agent in plan["agents"].items()
     }
