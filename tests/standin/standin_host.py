@@ -323,8 +323,11 @@ def _make_dev(root):
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(target, os.path.join(dev, name))
+    # POSIX shared memory (shm_open(2)): FreeBSD keeps it in the kernel, not in /dev, so it is not bounded by
+    # the 8 MiB above; a tmpfs of its own lets twenty PostgreSQL servers (1 MiB of dynamic shared memory each)
+    # start, as they do on one FreeBSD host. tmpfs takes memory only for what is in it.
     os.makedirs(os.path.join(dev, "shm"))
-    os.chmod(os.path.join(dev, "shm"), 0o1777)
+    _run(["mount", "-t", "tmpfs", "-o", "mode=1777,size=1g,nosuid,nodev", "standin-shm", os.path.join(dev, "shm")])
     # pseudo-terminals, as FreeBSD's devfs has them (pts(4): /dev/ptmx, /dev/pts/N): tmux needs one
     # per pane; a devpts instance of the stand-in's own, so the machine's terminals stay out of it
     os.makedirs(os.path.join(dev, "pts"))
