@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import stat
 
@@ -247,4 +248,82 @@ def ensure_key(agent, run, check):
                 os.close(fd)
     report["left_alone"] = sorted(set(report["left_alone"]))
     report["changed"] = bool(report["created"] or report["fixed"])
+    return report
+
+
+# --- the hosts the agent reaches: known_hosts and ssh_config ------------------------------------------------------
+
+JEXEC = "/usr/sbin/jexec"
+HOST_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) ([A-Za-z0-9+/]+={0,3})( .*)?$")
+SSH_FILE_MODE = 0o640
+SSH_HEADER = "# Written by warden.fleet from the plan (agent_ssh_hosts); edits here are replaced on the next run.\n"
+
+
+def read_host_key(run, host):
+    """The host key line (type and key, no comment) of one jail's sshd, read through jexec; (None, why) if none."""
+    rc, out, err = run(bounded([JEXEC, "-U", "root", host["jail"], "/bin/cat", host["host_key"]]))
+    if rc != 0:
+        return None, f"{host['jail']}: no {host['host_key']} ({(err or out).strip() or f'rc={rc}'})"
+    match = HOST_KEY_RE.match(out.strip())
+    if not match or "\n" in out.strip():
+        return None, f"{host['jail']}: {host['host_key']} does not hold one SSH public key"
+    return f"{match.group(1)} {match.group(3)}", None
+
+
+def ssh_texts(agent, host_keys):
+    """known_hosts and config of one agent, from the plan and the host keys read ({jail: 'type key'})."""
+    spec = agent["ssh_key"]
+    known = "".join(f"{h['ip']} {host_keys[h['jail']]}\n" for h in spec["hosts"])
+    config = "".join(
+        f"Host {h['alias']}\n"
+        f"\tHostName {h['ip']}\n"
+        f"\tUser {h['user']}\n"
+        f"\tIdentityFile {spec['private']}\n"
+        "\tIdentitiesOnly yes\n"
+        f"\tUserKnownHostsFile {spec['known_hosts']}\n"
+        "\tStrictHostKeyChecking yes\n"
+        # known_hosts is root's: ssh must not try to rewrite it
+        "\tUpdateHostKeys no\n"
+        for h in spec["hosts"]
+    )
+    return {spec["known_hosts"]: SSH_HEADER + known, spec["config"]: SSH_HEADER + config}
+
+
+def ensure_ssh_files(agent, texts, check):
+    """Write known_hosts and config (root's, group the agent's, 0640: ssh reads them, the agent cannot change
+    them) into the agent's root-owned .ssh when content, owner or mode differ. Returns {changed, written, diff}."""
+    spec = agent["ssh_key"]
+    user = agent["user"]
+    ids = agent_runtime.owner_ids(user["name"], user["group"])
+    if ids is None and not check:
+        raise ValueError(f"{agent['name']}: user {user['name']} or group {user['group']} does not exist")
+    report = {"changed": False, "written": [], "diff": []}
+    try:
+        dir_fd = agent_runtime.open_dir(spec["dir"])
+    except FileNotFoundError as error:
+        if not check:
+            raise ValueError(f"{agent['name']}: {spec['dir']} does not exist (agent_workspace makes it)") from error
+        dir_fd = None
+    try:
+        if dir_fd is not None:
+            st = os.fstat(dir_fd)
+            if st.st_uid != 0 or st.st_mode & 0o022:
+                raise agent_runtime.UnsafePath(f"{spec['dir']} is not root's (warden.fleet.agent_workspace sets it)")
+        for path, text in texts.items():
+            name = os.path.basename(path)
+            before, st = (None, None) if dir_fd is None else agent_runtime.read_regular(dir_fd, name)
+            data = text.encode()
+            wanted = None if ids is None else (0, ids[1], SSH_FILE_MODE)
+            if before == data and st is not None and wanted == (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)):
+                continue
+            if not check:
+                agent_runtime.write_atomic(dir_fd, name, data, (0, ids[1]), SSH_FILE_MODE)
+            report["written"].append(path)
+            report["diff"].append({"before_header": path, "after_header": path,
+                                   "before": before.decode(errors="replace") if before is not None else "",
+                                   "after": text})
+    finally:
+        if dir_fd is not None:
+            os.close(dir_fd)
+    report["changed"] = bool(report["written"])
     return report

@@ -198,3 +198,24 @@ def test_the_first_converge_put_each_agents_own_key_in_its_git_jail_and_no_other
         assert keys == [f'from="{jail["gateway"]}",{restrictions} {public[jail["agent"]]}'], jail["name"]
         # another agent's key is not accepted there
         assert not any(other in line for line in keys for agent, other in public.items() if agent != jail["agent"])
+
+
+def test_each_agent_pins_its_git_jails_host_key_and_reaches_it_as_git(plan, wanted):
+    git_jails = {j["name"]: j for j in wanted if j["slot"] == "git"}
+    for name, agent in plan["agents"].items():
+        if agent["state"] != "present":
+            continue
+        key = agent["ssh_key"]
+        [host] = key["hosts"]
+        assert host["jail"] in git_jails and host["ip"] == git_jails[host["jail"]]["ip"]
+        for path in (key["known_hosts"], key["config"]):
+            assert sh("stat", "-f", "%Su:%Sg %Lp", path).stdout.split() == [f"root:{agent['user']['group']}", "640"]
+        # the jail's own sshd host key, made by its rc.d/sshd, is the one pinned for its address
+        host_key = sh("jexec", host["jail"], "cat", host["host_key"]).stdout.split()[:2]
+        pinned = sh("su", "-m", name, "-c", f"/usr/bin/ssh-keygen -F {host['ip']} -f {key['known_hosts']}").stdout
+        assert " ".join([host["ip"], *host_key]) in pinned, name
+        # as the agent, ssh(1) reads its config (it refuses a ~/.ssh/config others can write) and resolves `git`
+        resolved = sh("su", "-m", name, "-c", "/usr/bin/ssh -G git").stdout
+        options = dict(line.split(" ", 1) for line in resolved.splitlines())
+        assert (options["hostname"], options["user"], options["stricthostkeychecking"]) == (host["ip"], "git", "true")
+        assert options["identityfile"] == key["private"] and options["userknownhostsfile"] == key["known_hosts"]

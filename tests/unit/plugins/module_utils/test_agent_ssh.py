@@ -192,3 +192,64 @@ def test_the_user_must_exist_outside_check_mode(plan, monkeypatch):
     with pytest.raises(ValueError, match="does not exist"):
         agent_ssh.ensure_key(agent, Recorder(), check=False)
     assert agent_ssh.ensure_key(agent, Recorder(), check=True)["changed"]
+
+
+# --- known_hosts and ssh config -----------------------------------------------------------------------------------
+
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ7n7r8+JtupnxeAlL+fhHCFwqorvmlCg3enfpU/F/4m"
+
+
+def test_the_host_key_is_read_through_jexec_under_timeout_and_its_comment_dropped(plan):
+    [host] = plan["agents"]["atlas"]["ssh_key"]["hosts"]
+    run = Recorder(fail=(0, f"{HOST_KEY} root@atlasgit\n", ""))
+    assert agent_ssh.read_host_key(run, host) == (HOST_KEY, None)
+    assert run.calls == [["/usr/bin/timeout", "-k", "5", "60", "/usr/sbin/jexec", "-U", "root", "atlasgit",
+                          "/bin/cat", "/etc/ssh/ssh_host_ed25519_key.pub"]]
+    key, why = agent_ssh.read_host_key(Recorder(fail=(1, "", "cat: No such file or directory")), host)
+    assert key is None and "atlasgit: no /etc/ssh/ssh_host_ed25519_key.pub (cat: No such file" in why
+    for out in ("not a key\n", f"{HOST_KEY}\n{HOST_KEY}\n", "ssh-dss AAAAB3 x\n"):
+        assert agent_ssh.read_host_key(Recorder(fail=(0, out, "")), host)[0] is None, out
+
+
+def test_known_hosts_and_config_are_root_s_the_agent_reads_them_ssh_accepts_them(plan):
+    agent = _home(plan)
+    agent_ssh.ensure_key(agent, Recorder(), check=False)
+    key = agent["ssh_key"]
+    texts = agent_ssh.ssh_texts(agent, {"atlasgit": HOST_KEY})
+    assert texts[key["known_hosts"]].splitlines()[1:] == [f"10.0.1.2 {HOST_KEY}"]
+    check = agent_ssh.ensure_ssh_files(agent, texts, check=True)
+    assert check["written"] == [key["known_hosts"], key["config"]] and not os.path.exists(key["config"])
+    assert check["diff"][0]["after"] == texts[key["known_hosts"]] and check["diff"][0]["before"] == ""
+    report = agent_ssh.ensure_ssh_files(agent, texts, check=False)
+    assert report["changed"] and report["written"] == [key["known_hosts"], key["config"]]
+    for path in (key["known_hosts"], key["config"]):
+        assert _owner_mode(path) == (0, GID, 0o640)
+        assert _read(path).decode() == texts[path]
+    assert sorted(os.listdir(key["dir"])) == ["config", "id_ed25519", "id_ed25519.pub", "known_hosts"]
+    # ssh(1) itself reads the config and resolves the git host from it
+    resolved = subprocess.run(["ssh", "-G", "-F", key["config"], "git"], capture_output=True, text=True, check=True)
+    options = dict(line.split(" ", 1) for line in resolved.stdout.splitlines())
+    assert (options["hostname"], options["user"], options["stricthostkeychecking"]) == ("10.0.1.2", "git", "true")
+    assert options["identityfile"] == key["private"] and options["userknownhostsfile"] == key["known_hosts"]
+    found = subprocess.run(["ssh-keygen", "-F", "10.0.1.2", "-f", key["known_hosts"]], capture_output=True,
+                           text=True, check=True)
+    assert HOST_KEY in found.stdout
+    # nothing to do the second time; a changed host key (the jail was made again) is written
+    assert agent_ssh.ensure_ssh_files(agent, texts, check=False) == {"changed": False, "written": [], "diff": []}
+    other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPqyvf/aWJIajJe3uzmCyUQYot7sMQ6XPJNDWlWgrImA"
+    again = agent_ssh.ensure_ssh_files(agent, agent_ssh.ssh_texts(agent, {"atlasgit": other}), check=False)
+    assert again["written"] == [key["known_hosts"]] and HOST_KEY in again["diff"][0]["before"]
+    assert other in _read(key["known_hosts"]).decode()
+
+
+def test_ssh_files_are_never_written_into_an_ssh_dir_the_agent_owns(plan):
+    agent = _home(plan)
+    key = agent["ssh_key"]
+    os.mkdir(key["dir"], 0o700)
+    os.chown(key["dir"], UID, GID)
+    with pytest.raises(agent_runtime.UnsafePath):
+        agent_ssh.ensure_ssh_files(agent, agent_ssh.ssh_texts(agent, {"atlasgit": HOST_KEY}), check=False)
+    assert os.listdir(key["dir"]) == []
+    os.rmdir(key["dir"])
+    with pytest.raises(ValueError, match="does not exist"):
+        agent_ssh.ensure_ssh_files(agent, agent_ssh.ssh_texts(agent, {"atlasgit": HOST_KEY}), check=False)

@@ -431,8 +431,8 @@ def test_every_agent_has_its_ssh_key_pair_in_its_home_and_the_git_jail_takes_its
     assert git["accounts"][0]["authorized_key"]["file"] == atlas["ssh_key"]["public"]
     assert git["accounts"][0]["name"] == atlas["ssh_key"]["hosts"][0]["user"]
     # an agent without a git jail pins no host
-    hostvars = {"warden_ext_if": "vtnet0", "warden_agents": {"bob": {"subnet": "10.0.2", "command": "/bin/b",
-                                                                      "jails": ["db"]}}}
+    bob = {"subnet": "10.0.2", "command": "/bin/b", "jails": ["db"]}
+    hostvars = {"warden_ext_if": "vtnet0", "warden_agents": {"bob": bob}}
     assert plan_or_raise("h", hostvars)["agents"]["bob"]["ssh_key"]["hosts"] == []
     assert {name: agent["ssh_key"]["dir"] for name, agent in plan["agents"].items()} == {
         name: f"{agent['paths']['home']}/.ssh" for name, agent in plan["agents"].items()
