@@ -48,7 +48,7 @@ SYSRC_E_RE = re.compile(r'^([A-Za-z_][A-Za-z0-9_]*)="(.*)"$')
 # descendant (bin/timeout/timeout.c, PROC_REAP_STATUS), so a daemon the rc.d script detaches would hold it until
 # the time is up and then be killed with the rest.
 TIMEOUT = CommandRunner("timeout", {"foreground": as_flag("-f"), "kill": as_opt_val("-k"), "seconds": as_value()})
-JLS = CommandRunner("jls", {"jail": as_opt_val("-j"), "jid": as_fixed("jid")})
+JLS = CommandRunner("jls", {"names": as_fixed("name")})
 # pkg(8): -j attaches to the jail (the host's pkg works there, no bootstrap inside the jail)
 PKG = CommandRunner(
     "pkg",
@@ -111,10 +111,12 @@ def validate(jails):
         raise ProvisionError("; ".join(problems))
 
 
-def running(run, name):
-    """jls -j NAME matches the exact name (Bastille's targets are prefix-matched)."""
-    rc, _out, _err = run(JLS.argv("jail jid", jail=name))
-    return rc == 0
+def running_jails(run):
+    """Every running jail's exact name, from one ``jls name`` for the host (Bastille's targets are prefix-matched)."""
+    rc, out, err = run(JLS.argv("names"))
+    if rc != 0:
+        raise ProvisionError(f"jls name failed (rc={rc}): {(err or out).strip()}")
+    return {line.strip() for line in out.splitlines() if line.strip()}
 
 
 def installed_packages(run, name):
@@ -227,11 +229,11 @@ NOT_RUNNING = {"packages": [], "rc_conf": {}, "running": []}
 NO_ACCOUNT = {"exists": False, "home": None, "shell": None, "repositories": [], "authorized_keys": None}
 
 
-def survey(run, jail):
+def survey(run, jail, up):
     """What a jail has now: (packages, rc.conf and running services, {account: what it has}).
-    A jail that does not run (check mode before it is created) has nothing."""
+    A jail that does not run (check mode before it is created, ``up`` the running jails) has nothing."""
     name = jail["name"]
-    if not running(run, name):
+    if name not in up:
         return NOT_RUNNING, {a["name"]: NO_ACCOUNT for a in jail.get("accounts") or []}
     return observe(run, name, jail), {a["name"]: observe_account(run, name, a) for a in jail.get("accounts") or []}
 
@@ -247,8 +249,9 @@ def provision(run, jails, check_mode):
     results, before, after = {}, {}, {}
     # The jails are read in parallel (each read is a few commands in one jail), so a run that changes
     # nothing takes about as long for twenty agents as for one; changes are then made jail by jail.
+    up = running_jails(run) if jails else set()
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(PARALLEL_READS, len(jails)))) as pool:
-        surveys = list(pool.map(lambda jail: survey(run, jail), jails))
+        surveys = list(pool.map(lambda jail: survey(run, jail, up), jails))
     for jail, (seen, seen_accounts) in zip(jails, surveys, strict=True):
         name = jail["name"]
         want = wanted(jail)

@@ -40,7 +40,9 @@ class FakeHost:
             assert args[:2] == ["-l", "-U"], args
             return self.jexec(args[2], args[3], args[4:], data, binary_data)
         if tool == "jls":
-            return (0, "12\n", "") if args[1] in self.jails else (1, "", f"jls: jail \"{args[1]}\" not found\n")
+            # jls name: the name parameter of every running jail, one a line (usr.sbin/jls/jls.c)
+            assert args == ["name"], args
+            return 0, "".join(f"{name}\n" for name in sorted(self.jails)) + "atlascmsold\n", ""
         jail = self.jails[args[1]]
         args = args[2:]
         if tool == "pkg" and args == ["query", "-a", "%n"]:
@@ -125,12 +127,14 @@ def test_fresh_jails_get_packages_then_rc_conf_then_services_and_are_read_back()
     assert host.jails["atlasdb"]["rc"]["postgresql_enable"] == "YES"
     cms = [c[0] for c in host.calls if "atlascms" in c[0]]
     order = [f"{argv[0].rsplit('/', 1)[1]} {argv[3]}" for argv in cms]
-    assert order == ["jls jid", "pkg query", "sysrc -i", "service nginx", "pkg install", "sysrc nginx_enable=YES",
+    assert order == ["pkg query", "sysrc -i", "service nginx", "pkg install", "sysrc nginx_enable=YES",
                      "service nginx", "pkg query", "sysrc -i", "service nginx"]
     # every jail is read before anything changes (the reads run in parallel)
     tools = host.tools()
     first_change = tools.index(next(t for t in tools if t.startswith("pkg install")))
-    assert sum(t.startswith("jls") for t in tools[:first_change]) == 2
+    assert [c[0][1:] for c in host.calls if c[0][0].endswith("/jls")] == [["name"]]  # once, for the host, first
+    assert host.calls[0][0] == ["/usr/sbin/jls", "name"]
+    assert sum(t.startswith("pkg query") for t in tools[:first_change]) == 2
     assert diff["before"]["atlascms"] == {"packages": [], "rc_conf": {}, "running": []}
     assert diff["after"]["atlascms"] == {
         "packages": ["nginx"], "rc_conf": {"nginx_enable": "YES"}, "running": ["nginx"]}
@@ -142,7 +146,7 @@ def test_a_provisioned_jail_is_only_read():
     assert results["atlascms"]["changed"] is False
     assert diff == {"before": {}, "after": {}}
     assert all(not t.startswith(("pkg install", "service nginx start")) for t in host.tools())
-    assert len(host.calls) == 4  # jls, pkg query, sysrc read, service status
+    assert len(host.calls) == 4  # jls name (once for the host), pkg query, sysrc read, service status
 
 
 def test_only_the_difference_is_applied():
