@@ -330,7 +330,7 @@ def test_adding_an_agent_changes_only_what_lists_the_agents(tmp_path, standin, e
             "warden.fleet.agent_service : Install the agents' rc.d scripts, their log rotation and the session helper",
             "warden.fleet.agent_service : Enable the agents that are not enabled yet",
             "warden.fleet.agent_service : Start, restart or stop the agents' services",
-            "warden.fleet.host_tools : Write the host's plan for the warden command"]
+            "warden.fleet.host_tools : Install the warden command, its backup library and the host's plan"]
         plan = json.loads(standin.file("/usr/local/etc/warden/plan.json").content_string)
         assert sorted(plan["agents"]) == sorted(agents)
         assert plan["agents"]["hermes"]["jails"][0]["name"] == "hermesgit"
@@ -344,7 +344,8 @@ def test_adding_an_agent_changes_only_what_lists_the_agents(tmp_path, standin, e
         restored = site(os.path.join(PROJECT, "inventories", "example", "hosts.yml"))
     assert restored.returncode == 0, restored.stdout
     # an inventory that omits hermes leaves it registered (removed only by state: absent, test_lock_and_registry)
-    assert _changed_tasks(restored.stdout) == ["warden.fleet.host_tools : Write the host's plan for the warden command"]
+    assert _changed_tasks(restored.stdout) == [
+        "warden.fleet.host_tools : Install the warden command, its backup library and the host's plan"]
     registry = json.loads(standin.file("/var/db/warden/registry.json").content_string)
     assert sorted(registry["agents"]) == sorted(agents)
 
