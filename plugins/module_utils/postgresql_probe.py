@@ -13,6 +13,7 @@ view of its root.  Each command is bounded by timeout(1).
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import hashlib
 import hmac
 import ipaddress
@@ -25,6 +26,7 @@ TIMEOUT = "/usr/bin/timeout"
 PSQL = "/usr/local/bin/psql"
 SERVICE = "/usr/sbin/service"
 KILL_AFTER = 5
+PARALLEL_READS = 8
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 JAIL_RE = re.compile(r"^[A-Za-z0-9]{1,11}$")
 EXTENSION_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -219,6 +221,14 @@ def probe(run, entry, jails_up):
     if state["pending_restart"]:
         diff.append("restart")
     return found
+
+
+def probe_all(run, entries, jails_up):
+    """probe() of every entry, {agent: found}; the servers are asked in parallel, so a run that changes
+    nothing takes about as long for twenty agents as for one."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(PARALLEL_READS, len(entries)))) as pool:
+        found = list(pool.map(lambda entry: probe(run, entry, jails_up), entries))
+    return {entry["agent"]: state for entry, state in zip(entries, found, strict=True)}
 
 
 def _extensions(run, jail, databases):

@@ -166,11 +166,9 @@ def main():
     run = pgp.Runner(module.run_command, module.params["timeout"])
     agents = {}
     try:
-        jails_up = pgp.running_jails(run)
-        for entry in entries:
-            agents[entry["agent"]] = pgp.probe(run, entry, jails_up)
+        agents = pgp.probe_all(run, entries, pgp.running_jails(run))
     except pgp.ProbeError as exc:
-        module.fail_json(msg=str(exc), agents=agents)
+        module.fail_json(msg=str(exc))
     differ = [e["agent"] for e in entries if agents[e["agent"]]["differences"]]
     module.exit_json(changed=False, agents=agents, differ=differ)
 

@@ -85,3 +85,21 @@ def test_a_db_jail_that_is_not_running_is_one_difference_and_nothing_is_read_ins
     found = pgp.probe(run, _entry(data_directory="/var/db/postgres/data17"), jails_up)
     assert found["differences"] == ["jail"] and not found["running"] and not found["jail_running"]
     assert calls == [["/usr/bin/timeout", "-k", "5s", "5s", "/usr/sbin/jls", "name"]]
+
+
+def test_every_agent_is_probed_and_each_keeps_its_own_result():
+    """probe_all asks the servers in parallel; each agent's result stays its own, in the entries' order."""
+    calls = []
+
+    def run_command(argv, data=None, environ_update=None):
+        calls.append(argv)
+        return 0, "", ""
+
+    run = pgp.Runner(run_command, 5)
+    entries = [_entry(agent=f"agent{i:02d}", jail=f"agent{i:02d}db", data_directory="/var/db/postgres/data17")
+               for i in range(1, 21)]
+    found = pgp.probe_all(run, entries, jails_up=set())
+    assert list(found) == [e["agent"] for e in entries]
+    assert all(found[e["agent"]]["jail"] == e["jail"] and found[e["agent"]]["differences"] == ["jail"] for e in entries)
+    assert calls == []  # no jail runs: nothing is asked inside any
+    assert pgp.probe_all(run, [], jails_up=set()) == {}
