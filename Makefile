@@ -117,8 +117,12 @@ build: $(STAMP)
 #   make molecule       molecule test -s default (converge, idempotence, verify)
 #   make demo           site.yml with the example inventory on a stand-in "demo", then the fleet
 .PHONY: standin-test molecule demo
+# Its test modules are independent (each brings up stand-ins of its own under a
+# unique name): pytest-xdist runs them on STANDIN_TEST_JOBS workers, a whole
+# module per worker (--dist loadfile), so a module's stand-in is set up once.
+STANDIN_TEST_JOBS ?= 2
 standin-test: $(STAMP)
-	$(BIN)/python -m pytest -p no:cacheprovider tests/standin $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider -n $(STANDIN_TEST_JOBS) --dist loadfile tests/standin $(PYTEST_ARGS)
 
 molecule: $(STAMP)
 	$(BIN)/molecule test -s default
