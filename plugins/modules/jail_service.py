@@ -47,8 +47,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Runs nothing and reports every listed action as the change it would be.
   diff_mode:
     support: none
+    description: The actions are in RV(actions); there is no file content to compare.
 notes:
   - Runs C(/usr/bin/timeout) and C(/usr/sbin/service) with the C(-j) option (which enters the jail with
     jexec(8)); never touches the jail's root directory from the host.
