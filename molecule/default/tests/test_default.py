@@ -48,6 +48,9 @@ ROLE_TESTS = {
     "agent_env": ["test_agent_env_files_are_private_and_hold_the_database_password"],
     # status, log, database, tmux: test_agent_service.py; stop, locks, restarts, reboot: tests/standin
     "agent_service": ["test_agent_service_runs_every_example_agent_as_its_user"],
+    # removing agents (three set absent, nothing left but backups): test_lock_and_registry.py; a live process,
+    # a damaged backup, jails gone in an earlier run, planted links: tests/standin/test_agent_removal.py
+    "agent_remove": ["test_agent_remove_left_every_present_agent_whole"],
 }
 
 
@@ -359,6 +362,19 @@ def test_agent_service_runs_every_example_agent_as_its_user(standin, state, exam
         child = int(standin.file(f"/var/run/{agent}.child.pid").content_string)
         uid = int(standin.check_output(f"id -u {agent}"))
         assert [p["uid"] for p in state["processes"] if p["pid"] == child] == [uid]
+
+
+def test_agent_remove_left_every_present_agent_whole(standin, state, example_host):
+    plan = _runtime_plan(example_host)
+    for name, agent in plan["agents"].items():
+        assert agent["state"] == "present"
+        assert name in state["users"] and name in state["groups"]
+        for path in (agent["paths"]["workspace"], agent["paths"]["state"], agent["paths"]["env_file"],
+                     agent["paths"]["soul"], agent["service"]["rc_script"]):
+            assert standin.file(path).exists, path
+        assert os.path.isfile(os.path.expanduser(agent["db"]["password_file"])), name
+    # nothing of a removed agent is staged for removal either
+    assert not standin.run("ls -a /usr/local/warden/agents /usr/local/warden/souls | grep -F .warden-removing-").stdout
 
 
 def _runtime_plan(example_host):

@@ -96,3 +96,13 @@ def test_a_run_killed_while_holding_the_lock_does_not_block_the_next(tmp_path):
     assert not os.path.exists(LOCK)
     # state: absent removed the three agents from the registry; the example's agents stay
     assert sorted(_registry()) == ["atlas", "clawdie"]
+    # and nothing of them is left on the host but their backups
+    state = json.loads(subprocess.run([STANDIN, "state", NAME], capture_output=True, text=True, check=True).stdout)
+    for agent in gone:
+        assert agent not in state["users"] and agent not in state["groups"], agent
+        assert agent not in state["services"], agent
+        for path in (f"usr/local/warden/agents/{agent}", f"usr/local/warden/souls/{agent}",
+                     f"usr/local/etc/warden/{agent}.env", f"var/log/{agent}.log"):
+            assert not os.path.lexists(os.path.join(ROOT, path)), path
+        backups = os.listdir(os.path.join(ROOT, "var/backups/warden", agent))
+        assert any(n.startswith(f"{agent}_") and n.endswith(".manifest.json") for n in backups), (agent, backups)
