@@ -55,8 +55,10 @@ def executions(report):
     for play in report.get("plays", []):
         for task in play.get("tasks", []):
             for result in task.get("hosts", {}).values():
-                if "results" in result:
-                    count += sum(1 for item in result["results"] if not item.get("skipped"))
+                items = result.get("results")
+                # a loop's items carry ansible_loop_var; a module may return a list named results of its own
+                if isinstance(items, list) and all(isinstance(i, dict) and "ansible_loop_var" in i for i in items):
+                    count += sum(1 for item in items if not item.get("skipped"))
                 elif not result.get("skipped"):
                     count += 1
     return count
