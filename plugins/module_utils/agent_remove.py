@@ -29,7 +29,7 @@ import pwd
 import shutil
 import stat
 
-from .agent_runtime import UnsafePath, open_dir
+from .agent_runtime import UnsafePath, lstat_at, open_dir
 from .backup.common import CHUNK, SECTIONS, BackupError
 from .backup.extract import verify_archive
 from .backup.manifest import good_archives, load_manifest
@@ -46,13 +46,6 @@ ROTATED_SUFFIXES = ("", ".bz2", ".gz", ".xz", ".zst")
 SHOWN = 5
 
 
-def _lstat_at(dir_fd, name):
-    try:
-        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
-
-
 def _exists(path):
     """lstat of path, its parent opened without following symlinks; None when it does not exist."""
     parent, name = os.path.split(path)
@@ -61,7 +54,7 @@ def _exists(path):
     except FileNotFoundError:
         return None
     try:
-        return _lstat_at(fd, name)
+        return lstat_at(fd, name)
     finally:
         os.close(fd)
 
@@ -209,7 +202,7 @@ def remove_path(path):
     except FileNotFoundError:
         return False
     try:
-        st = _lstat_at(fd, name)
+        st = lstat_at(fd, name)
         if st is None:
             return False
         if not stat.S_ISDIR(st.st_mode):
@@ -217,7 +210,7 @@ def remove_path(path):
             return True
         if not name.startswith(".warden-removing-"):
             staging = STAGING.format(name=name)
-            if _lstat_at(fd, staging) is not None:
+            if lstat_at(fd, staging) is not None:
                 shutil.rmtree(staging, dir_fd=fd)
             os.rename(name, staging, src_dir_fd=fd, dst_dir_fd=fd)
             os.fsync(fd)

@@ -82,7 +82,8 @@ def makedirs_root(path, check):
     return missing
 
 
-def _lstat(dir_fd, name):
+def lstat_at(dir_fd, name):
+    """lstat of ``name`` in the directory ``dir_fd`` (a link is not followed); None when nothing has the name."""
     try:
         return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
@@ -96,7 +97,7 @@ def ensure_dir(parent_fd, name, ids, mode, check, enforce):
     there; left alone unless ``enforce``, which raises) or None.  The descriptor is None in check mode for a
     directory that does not exist yet.
     """
-    st = _lstat(parent_fd, name)
+    st = lstat_at(parent_fd, name)
     if st is None:
         if check or ids is None:
             return None, "created"
@@ -128,7 +129,7 @@ def ensure_dir(parent_fd, name, ids, mode, check, enforce):
 
 def ensure_file(dir_fd, name, ids, mode, check):
     """Create an empty file when nothing has the name; never touches what is there. Returns the action."""
-    st = _lstat(dir_fd, name)
+    st = lstat_at(dir_fd, name)
     if st is not None:
         return None if stat.S_ISREG(st.st_mode) else "foreign"
     if check or ids is None:
@@ -148,7 +149,7 @@ def ensure_file(dir_fd, name, ids, mode, check):
 
 def ensure_symlink(dir_fd, name, target, check):
     """Create the symlink ``name -> target`` when nothing has the name. Returns the action."""
-    st = _lstat(dir_fd, name)
+    st = lstat_at(dir_fd, name)
     if st is not None:
         if stat.S_ISLNK(st.st_mode) and os.readlink(name, dir_fd=dir_fd) == target:
             return None
@@ -176,7 +177,7 @@ def read_regular(dir_fd, name):
         return None, None
     except OSError as error:
         if error.errno in NOT_A_DIR:
-            return None, _lstat(dir_fd, name)
+            return None, lstat_at(dir_fd, name)
         raise
     try:
         st = os.fstat(fd)
@@ -410,3 +411,13 @@ def ensure_env_file(agent, values, check):
     if before is None and st is not None:
         diff["before"] = f"({_kind(st)}, replaced)\n"
     return {"changed": True, "diff": diff}
+
+
+def exit_per_agent(module, result, diffs, failures):
+    """End a module that works on every agent of a host: its diffs (with --diff), then fail naming every agent
+    that failed (the others' results stay in the result) or exit."""
+    if module._diff:
+        result["diff"] = diffs
+    if failures:
+        module.fail_json(msg="; ".join(failures), **result)
+    module.exit_json(**result)

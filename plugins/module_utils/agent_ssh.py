@@ -45,13 +45,6 @@ class KeygenError(Exception):
     """ssh-keygen failed or left something else than a key pair."""
 
 
-def _lstat(dir_fd, name):
-    try:
-        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
-
-
 def bounded(argv):
     return [TIMEOUT, "-k", KEYGEN_KILL_AFTER, KEYGEN_SECONDS, *argv]
 
@@ -222,8 +215,8 @@ def ensure_key(agent, run, check):
         if ssh_fd is None:  # check mode, .ssh not there yet
             report["created"] += [spec["private"], spec["public"]]
         else:
-            has_private = _lstat(ssh_fd, private) is not None
-            has_public = _lstat(ssh_fd, public) is not None
+            has_private = agent_runtime.lstat_at(ssh_fd, private) is not None
+            has_public = agent_runtime.lstat_at(ssh_fd, public) is not None
             if not has_private and not has_public:
                 if not check:
                     _with_private_dir(ssh_fd, spec, lambda tmp: _make_pair(run, spec, ssh_fd, tmp, ids))
@@ -237,7 +230,7 @@ def ensure_key(agent, run, check):
                     report["created"].append(spec["public"])
             # a key that exists is the agent's identity: only its owner and mode are set again
             for name, path, mode in ((private, spec["private"], PRIVATE_MODE), (public, spec["public"], PUBLIC_MODE)):
-                if path in report["created"] or _lstat(ssh_fd, name) is None:
+                if path in report["created"] or agent_runtime.lstat_at(ssh_fd, name) is None:
                     continue
                 action = _set_owner(ssh_fd, name, ids, mode, check)
                 if action:

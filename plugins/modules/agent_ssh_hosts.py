@@ -122,11 +122,7 @@ def main():
         results[name] = report
     changed = any(result["changed"] for result in results.values())
     result = dict(changed=changed, agents=results, host_keys=host_keys)
-    if module._diff:
-        result["diff"] = diffs
-    if failures:
-        module.fail_json(msg="; ".join(failures), **result)
-    module.exit_json(**result)
+    agent_runtime.exit_per_agent(module, result, diffs, failures)
 
 
 if __name__ == "__main__":

@@ -138,11 +138,7 @@ def main():
             diffs.append(outcome["diff"])
     changed_agents = [name for name in names if results[name]["changed"]]
     result = dict(changed=bool(changed_agents), agents=results, changed_agents=changed_agents)
-    if module._diff:
-        result["diff"] = diffs
-    if failures:
-        module.fail_json(msg="; ".join(failures), **result)
-    module.exit_json(**result)
+    agent_runtime.exit_per_agent(module, result, diffs, failures)
 
 
 if __name__ == "__main__":
