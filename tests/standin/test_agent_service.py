@@ -179,6 +179,24 @@ def test_timeout_leaves_a_descendant_that_ignores_the_signal(host):
     ok(host, "pkill -KILL -f -x 'sleep 4101'")
 
 
+
+
+@pytest.mark.parametrize(
+    ("script", "status"),
+    [
+        ("timeout 5 sh -c 'exit 3'", 3),  # the child's own status
+        ("timeout 0 true", 0),  # 0: no timer at all
+        ("timeout 1 sleep 4103", 124),  # expired, SIGTERM
+        ("timeout --preserve-status 1 sleep 4104", 128 + 15),
+        ("timeout -k 1 1 sh -c 'trap \"\" TERM; sleep 4105'", 124),  # SIGKILL a second after the ignored SIGTERM
+        ("timeout 5 sh -c 'kill -9 $$'", 128 + 9),  # killed by another: 128 + the signal
+        ("timeout 5 sh -c 'sleep 4106 & kill -TERM $PPID; wait'", 128 + 15),  # timeout's own SIGTERM goes on
+    ],
+)
+def test_timeout_exit_status(host, script, status):
+    """bin/timeout/timeout.c: the child's status, 124 on expiry (unless --preserve-status), 128 + a signal."""
+    assert sh(host, script)[0] == status
+    assert "sleep 410" not in ok(host, "ps -eo args")
 # ------------------------------------------------------------------ the services
 
 def test_services_enabled_and_running_as_the_agents_users(converged):

@@ -408,13 +408,18 @@ def timeout_main(args):
     if not foreground:
         libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     me = os.getpid()
+    # Like timeout.c's sigsuspend loop: the signals it acts on are blocked and taken one at a time, so the
+    # loop wakes when the child ends or a signal comes, never on a polling interval.
+    watched = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
+    unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
     pid = os.fork()
     if pid == 0:
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
         try:
             os.execvp(rest[1], rest[1:])
         except OSError:
             os._exit(127)
-    state = {"signalled": None}
+    pending = None
 
     def kill_tree(signum_):
         # PROC_REAP_KILL: every descendant; --foreground: the child only
@@ -422,11 +427,6 @@ def timeout_main(args):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signum_)
 
-    def on_signal(signum_, _frame):
-        state["signalled"] = signum_
-
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(s, on_signal)
     # The main loop of FreeBSD 14 bin/timeout/timeout.c: a duration of 0 sets no
     # timer (set_interval(0)); expiry or a signal sends the signal to the whole
     # tree (PROC_REAP_KILL) and, without -k, ends the loop at once: processes
@@ -449,8 +449,8 @@ def timeout_main(args):
             break
         now = time.monotonic()
         sig = None
-        if state["signalled"] is not None:
-            sig, state["signalled"] = state["signalled"], None
+        if pending is not None:
+            sig, pending = pending, None
         elif deadline is not None and now >= deadline:
             timed_out = True
             sig = signum
@@ -459,7 +459,12 @@ def timeout_main(args):
             if kill_after is None:
                 break
             deadline, kill_after, signum = now + kill_after, None, signal.SIGKILL
-        time.sleep(0.05)
+        if deadline is None:
+            info = signal.sigwaitinfo(watched)
+        else:
+            info = signal.sigtimedwait(watched, max(0.0, deadline - time.monotonic()))
+        if info is not None and info.si_signo != signal.SIGCHLD:
+            pending = info.si_signo
     while status is None:
         try:
             wpid, wstatus = os.waitpid(-1, 0)
