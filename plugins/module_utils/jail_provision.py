@@ -7,11 +7,12 @@ can plant symlinks there): pkg(8) attaches with ``pkg -j``, sysrc(8) and service
 ``-j`` options (both jexec(8) into the jail). Each call runs under timeout(1), whose reaper ends
 the whole process tree of a command that hangs.
 
-For each jail: list the installed packages once (``pkg -j NAME query -a %n``), read the wanted
-rc.conf variables in one call (``sysrc -j NAME -i -e VAR...``) and the services' status
-(``service -j NAME SVC status``); then install only the missing packages in one ``pkg install``,
-set only the differing variables in one ``sysrc`` call and start only the services that are not
-running, and read everything back: an exit code alone is never taken as success.
+For each jail: list the installed packages once (``pkg -j NAME query -a %n``), and read the wanted
+rc.conf variables (``sysrc -i -e VAR...``), the services' status (``service SVC status``) and the
+accounts' passwd entries (``pw usershow``) in one ``jexec`` (SURVEY); an account's repositories and
+authorized_keys in one more, as that account. Then install only the missing packages in one
+``pkg install``, set only the differing variables in one ``sysrc`` call and start only the services
+that are not running, and read everything back: an exit code alone is never taken as success.
 """
 
 from __future__ import annotations
@@ -126,20 +127,61 @@ def installed_packages(run, name):
     return {line.strip() for line in out.splitlines() if line.strip()}
 
 
-def rc_values(run, name, variables):
-    """The jail's rc.conf values of the given variables; unset ones are left out."""
-    if not variables:
-        return {}
-    rc, out, err = run(SYSRC.argv("jail ignore_unknown env_format", jail=name) + sorted(variables))
-    # sysrc exits 1 when a variable is unset, silently with -i (usr.sbin/sysrc/sysrc): only a message is an error
-    if rc != 0 and (rc != 1 or err.strip()):
-        raise ProvisionError(f"{name}: sysrc -j {name} failed (rc={rc}): {(err or out).strip()}")
-    values = {}
+# One jexec as the jail's root answers every question about the jail but its packages. Arguments: a marker
+# (random per call, so no output can fake a section), the count of rc.conf variables, the variables, the
+# count of services, the services, then the accounts. Every name was checked against its pattern before.
+SURVEY = r"""mark=$1 n=$2; shift 2; vars=
+while [ "$n" -gt 0 ]; do vars="$vars $1"; n=$((n - 1)); shift; done
+if [ -n "$vars" ]; then /usr/sbin/sysrc -i -e $vars; echo "$mark sysrc $?"; fi
+n=$1; shift
+while [ "$n" -gt 0 ]; do
+  /usr/sbin/service "$1" status >/dev/null 2>&1; echo "$mark service $? $1"; n=$((n - 1)); shift
+done
+for user; do /usr/sbin/pw usershow "$user" 2>/dev/null; echo "$mark user $? $user"; done
+"""
+
+
+def sections(out, mark):
+    """Split SURVEY's output at its marker lines: [(marker words, the lines before it)]."""
+    found, lines = [], []
     for line in out.splitlines():
-        match = SYSRC_E_RE.match(line.strip())
-        if match and match.group(1) in variables:
-            values[match.group(1)] = match.group(2)
-    return values
+        if line.startswith(f"{mark} "):
+            found.append((line.split()[1:], lines))
+            lines = []
+        else:
+            lines.append(line)
+    return found
+
+
+def read_jail(run, name, jail):
+    """(rc.conf values of the wanted variables, running services, {account: passwd fields}) from one jexec."""
+    variables, services = sorted(jail["rc_conf"]), list(jail["services"])
+    users = [a["name"] for a in jail.get("accounts") or []]
+    mark = os.urandom(8).hex()
+    argv = JEXEC.argv("login user jail", user="root", jail=name) + ["/bin/sh", "-c", SURVEY, "sh", mark]
+    rc, out, err = run(argv + [str(len(variables)), *variables, str(len(services)), *services, *users])
+    if rc != 0:
+        raise ProvisionError(f"{name}: reading the jail failed (rc={rc}): {(err or out).strip()}")
+    values, status, accounts = {}, {}, {}
+    for words, lines in sections(out, mark):
+        if words[0] == "sysrc":
+            # sysrc exits 1 when a variable is unset, silently with -i (usr.sbin/sysrc/sysrc): only a message is
+            # an error
+            if words[1] != "0" and (words[1] != "1" or err.strip()):
+                raise ProvisionError(f"{name}: sysrc -i -e failed (rc={words[1]}): {(err or out).strip()}")
+            for line in lines:
+                match = SYSRC_E_RE.match(line.strip())
+                if match and match.group(1) in jail["rc_conf"]:
+                    values[match.group(1)] = match.group(2)
+        elif words[0] == "service":
+            status[words[2]] = words[1]
+        elif words[0] == "user":
+            fields = lines[-1].strip().split(":") if words[1] == "0" and lines else []
+            accounts[words[2]] = fields if len(fields) == 10 else None
+    if set(status) != set(services) or set(accounts) != set(users):
+        raise ProvisionError(f"{name}: reading the jail gave an incomplete answer: {out.strip()!r}")
+    # rc.subr's status: exit 0 only while the service's process runs
+    return values, {s for s, rc in status.items() if rc == "0"}, accounts
 
 
 def service_running(run, name, service):
@@ -149,14 +191,15 @@ def service_running(run, name, service):
 
 
 def observe(run, name, jail):
+    """(what the jail has, {account: what it has}): one pkg query, one jexec, one more per existing account."""
     packages = installed_packages(run, name)
-    values = rc_values(run, name, set(jail["rc_conf"]))
-    services = {s: service_running(run, name, s) for s in jail["services"]}
-    return {
+    values, running, passwd = read_jail(run, name, jail)
+    seen = {
         "packages": sorted(p for p in jail["packages"] if p in packages),
         "rc_conf": values,
-        "running": sorted(s for s, up in services.items() if up),
+        "running": sorted(running),
     }
+    return seen, {a["name"]: observe_account(run, name, a, passwd[a["name"]]) for a in jail.get("accounts") or []}
 
 
 def differences(jail, seen):
@@ -232,10 +275,9 @@ NO_ACCOUNT = {"exists": False, "home": None, "shell": None, "repositories": [], 
 def survey(run, jail, up):
     """What a jail has now: (packages, rc.conf and running services, {account: what it has}).
     A jail that does not run (check mode before it is created, ``up`` the running jails) has nothing."""
-    name = jail["name"]
-    if name not in up:
+    if jail["name"] not in up:
         return NOT_RUNNING, {a["name"]: NO_ACCOUNT for a in jail.get("accounts") or []}
-    return observe(run, name, jail), {a["name"]: observe_account(run, name, a) for a in jail.get("accounts") or []}
+    return observe(run, jail["name"], jail)
 
 
 def provision(run, jails, check_mode):
@@ -278,10 +320,10 @@ def provision(run, jails, check_mode):
             for account, _key, account_work in accounts.values():
                 apply_account(run, name, account, account_work)
             apply(run, name, {"install": [], "rc_conf": {}, "start": todo["start"]})
-            seen_after = observe(run, name, jail)
+            seen_after, accounts_after = observe(run, name, jail)
             left = differences(jail, seen_after)
             for account, key, _work in accounts.values():
-                rest = account_todo(account, observe_account(run, name, account), key)
+                rest = account_todo(account, accounts_after[account["name"]], key)
                 if rest["create"] or rest["repositories"] or rest["authorized_keys"]:
                     left.setdefault("accounts", []).append(account["name"])
             if left["install"] or left["rc_conf"] or left["start"] or left.get("accounts"):
@@ -375,21 +417,26 @@ def key_line(key, source):
     return f'from="{source}",{KEY_RESTRICTIONS} {key}\n'
 
 
-def observe_account(run, jail, account):
-    home = account["home"]
-    rc, out, _err = run(JEXEC.argv("login user jail", user="root", jail=jail) + ["pw", "usershow", account["name"]])
-    fields = out.strip().split(":") if rc == 0 else []
-    exists = len(fields) == 10
-    repos, keys = [], None
-    if exists:
-        rc, out, _err = run(JEXEC.argv("login user jail", user=account["name"], jail=jail) + ["ls", "-1", home])
-        repos = out.split() if rc == 0 else []
-        rc, out, _err = run(
-            JEXEC.argv("login user jail", user=account["name"], jail=jail) + ["cat", f"{home}/.ssh/authorized_keys"]
-        )
-        keys = out if rc == 0 else None
-    return {"exists": exists, "home": fields[8] if exists else None, "shell": fields[9] if exists else None,
-            "repositories": [r for r in account["repositories"] if r in repos], "authorized_keys": keys}
+# As the account: its home's entries, a marker with ls's status, authorized_keys, a marker with cat's status.
+ACCOUNT_READ = 'ls -1 "$2"; printf "\\n%s %s\\n" "$1" $?; cat "$2/.ssh/authorized_keys"; printf "\\n%s %s\\n" "$1" $?'
+
+
+def observe_account(run, jail, account, passwd):
+    """What an account has; passwd: its pw usershow fields (read_jail), None when it does not exist."""
+    if passwd is None:
+        return NO_ACCOUNT
+    mark = os.urandom(8).hex()
+    argv = JEXEC.argv("login user jail", user=account["name"], jail=jail)
+    rc, out, err = run(argv + ["/bin/sh", "-c", ACCOUNT_READ, "sh", mark, account["home"]])
+    # cat's output need not end in a newline: the newline before each marker belongs to the marker
+    parts = re.split(rf"\n{mark} (\d+)\n", out)
+    if rc != 0 or len(parts) != 5:
+        raise ProvisionError(f"{jail}: reading {account['name']}'s home failed (rc={rc}): {(err or out).strip()}")
+    listing, ls_rc, keys, cat_rc = parts[:4]
+    repos = listing.split() if ls_rc == "0" else []
+    return {"exists": True, "home": passwd[8], "shell": passwd[9],
+            "repositories": [r for r in account["repositories"] if r in repos],
+            "authorized_keys": keys if cat_rc == "0" else None}
 
 
 def account_todo(account, seen, key):

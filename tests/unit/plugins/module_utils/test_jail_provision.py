@@ -51,18 +51,11 @@ class FakeHost:
             assert environ_update == {"ASSUME_ALWAYS_YES": "yes"}
             jail["packages"] |= set(args[2:])
             return 0, "".join(f"[1/1] Installing {p}-1.0...\n" for p in args[2:]), ""
-        if tool == "sysrc" and args[:2] == ["-i", "-e"]:
-            # an unset variable: no message with -i, but exit 1
-            rc = 0 if all(v in jail["rc"] for v in args[2:]) else 1
-            return rc, "".join(f'{v}="{jail["rc"][v]}"\n' for v in args[2:] if v in jail["rc"]), ""
         if tool == "sysrc":
             for assignment in args:
                 var, value = assignment.split("=", 1)
                 jail["rc"][var] = value
             return 0, "", ""
-        if tool == "service" and args[1] == "status":
-            up = args[0] in jail["running"]
-            return (0, f"{args[0]} is running as pid 123.\n", "") if up else (1, f"{args[0]} is not running.\n", "")
         if tool == "service" and args[1] == "start":
             if args[0] not in self.broken_start:
                 jail["running"].add(args[0])
@@ -75,11 +68,9 @@ class FakeHost:
         jail = self.jails[jail_name]
         users = jail.setdefault("users", {})
         files = jail.setdefault("files", {})
-        if argv[:2] == ["pw", "usershow"]:
-            assert user == "root"
-            u = users.get(argv[2])
-            return (0, f"{argv[2]}:*:1001:1001::0:0:{u['comment']}:{u['home']}:{u['shell']}\n", "") if u else (
-                67, "", f"pw: no such user `{argv[2]}'\n")
+        if argv[:3] == ["/bin/sh", "-c", jp.SURVEY]:
+            assert user == "root" and argv[3] == "sh"
+            return 0, self.survey(jail, argv[4], argv[5:]), ""
         if argv[:2] == ["pw", "useradd"]:
             assert user == "root"
             rest = [a for a in argv[2:] if a != "-m"]
@@ -89,10 +80,13 @@ class FakeHost:
             return 0, "", ""
         assert user in users, f"jexec -U {user}: no such user in {jail_name}"
         home = users[user]["home"]
-        if argv[:2] == ["ls", "-1"]:
-            return 0, "".join(f"{p.rsplit('/', 1)[1]}\n" for p in files if p.rsplit("/", 1)[0] == argv[2]), ""
-        if argv[0] == "cat":
-            return (0, files[argv[1]], "") if argv[1] in files else (1, "", f"cat: {argv[1]}: No such file\n")
+        if argv[:3] == ["/bin/sh", "-c", jp.ACCOUNT_READ]:
+            # ls -1 HOME, a marker line with its status, cat HOME/.ssh/authorized_keys, a marker with its status
+            mark, path = argv[4], argv[5]
+            assert argv[3] == "sh" and path == home
+            listing = "".join(f"{p.rsplit('/', 1)[1]}\n" for p in files if p.rsplit("/", 1)[0] == path)
+            keys = files.get(f"{path}/.ssh/authorized_keys")
+            return 0, f"{listing}\n{mark} 0\n{keys or ''}\n{mark} {0 if keys else 1}\n", ""
         if argv[:4] == ["git", "init", "--bare", "-q"]:
             files[argv[4]] = "(bare repository)"
             return 0, "", ""
@@ -101,6 +95,25 @@ class FakeHost:
             files[f"{home}/.ssh/authorized_keys"] = data
             return 0, "", ""
         raise AssertionError(f"unexpected jexec {argv}")
+
+    def survey(self, jail, mark, args):
+        """What jail_provision.SURVEY prints: sysrc -i -e, each service's status, each account's passwd entry."""
+        count = int(args[0])
+        variables, args = args[1:1 + count], args[1 + count:]
+        count = int(args[0])
+        services, accounts = args[1:1 + count], args[1 + count:]
+        lines = []
+        if variables:
+            lines += [f'{v}="{jail["rc"][v]}"' for v in variables if v in jail["rc"]]
+            # an unset variable: no message with -i, but exit 1
+            lines.append(f"{mark} sysrc {0 if all(v in jail['rc'] for v in variables) else 1}")
+        lines += [f"{mark} service {0 if s in jail['running'] else 1} {s}" for s in services]
+        for name in accounts:
+            u = jail.get("users", {}).get(name)
+            if u:
+                lines.append(f"{name}:*:1001:1001::0:0:{u['comment']}:{u['home']}:{u['shell']}")
+            lines.append(f"{mark} user {0 if u else 67} {name}")
+        return "".join(f"{line}\n" for line in lines)
 
     def tools(self):
         return [c[0][0].rsplit("/", 1)[1] + " " + " ".join(c[0][4 if c[0][0].endswith("jexec") else 3:])
@@ -127,8 +140,9 @@ def test_fresh_jails_get_packages_then_rc_conf_then_services_and_are_read_back()
     assert host.jails["atlasdb"]["rc"]["postgresql_enable"] == "YES"
     cms = [c[0] for c in host.calls if "atlascms" in c[0]]
     order = [f"{argv[0].rsplit('/', 1)[1]} {argv[3]}" for argv in cms]
-    assert order == ["pkg query", "sysrc -i", "service nginx", "pkg install", "sysrc nginx_enable=YES",
-                     "service nginx", "pkg query", "sysrc -i", "service nginx"]
+    # read (packages, then rc.conf and services in one jexec), change, read back
+    assert order == ["pkg query", "jexec root", "pkg install", "sysrc nginx_enable=YES",
+                     "service nginx", "pkg query", "jexec root"]
     # every jail is read before anything changes (the reads run in parallel)
     tools = host.tools()
     first_change = tools.index(next(t for t in tools if t.startswith("pkg install")))
@@ -146,7 +160,7 @@ def test_a_provisioned_jail_is_only_read():
     assert results["atlascms"]["changed"] is False
     assert diff == {"before": {}, "after": {}}
     assert all(not t.startswith(("pkg install", "service nginx start")) for t in host.tools())
-    assert len(host.calls) == 4  # jls name (once for the host), pkg query, sysrc read, service status
+    assert len(host.calls) == 3  # jls name (once for the host), pkg query, one jexec for rc.conf and services
 
 
 def test_only_the_difference_is_applied():
@@ -164,22 +178,49 @@ def test_check_mode_reports_and_changes_nothing_even_before_the_jail_exists():
     results, diff = jp.provision(jp.Runner(host), [CMS, DB], check_mode=True)
     assert results["atlascms"]["changed"] and results["atlasdb"]["changed"]
     assert results["atlasdb"]["installed"] == ["postgresql17-server", "pgvector"]
-    assert host.jails["atlascms"] == fresh()
-    assert not [t for t in host.tools() if " install " in f" {t} " or t.endswith(" start") or "=" in t]
+    assert host.jails["atlascms"] == dict(fresh(), users={}, files={})
+    reads = ("jls ", "pkg query -a %n", f"jexec atlascms /bin/sh -c {jp.SURVEY} sh ")
+    assert host.tools() and all(t.startswith(reads) for t in host.tools())
     assert diff["after"]["atlasdb"]["rc_conf"] == {"postgresql_enable": "YES"}
 
 
-def test_a_sysrc_error_message_fails_the_read():
+def read_fails(host, rc, out, err):
+    """host, except that SURVEY answers (rc, out with its marker, err)."""
+
+    def run(argv, environ_update=None, data=None, binary_data=False):
+        if jp.SURVEY in argv:
+            mark = argv[argv.index(jp.SURVEY) + 2]
+            return rc, out.replace("MARK", mark), err
+        return host(argv, environ_update, data, binary_data)
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("rc", "out", "err", "message"),
+    [
+        (1, "", 'jexec: jail "atlascms" not found\n', r"atlascms: reading the jail failed \(rc=1\): jexec: jail"),
+        # sysrc exits 1 for an unset variable (silently with -i): a message makes it an error
+        (0, "MARK sysrc 1\nMARK service 0 nginx\n", "sysrc: /etc/rc.conf: Permission denied\n",
+         r"atlascms: sysrc -i -e failed \(rc=1\): sysrc: /etc/rc.conf: Permission denied"),
+        (0, "MARK sysrc 2\nMARK service 0 nginx\n", "", r"sysrc -i -e failed \(rc=2\)"),
+        # a script cut short: a service without its status is not taken as stopped
+        (0, 'nginx_enable="YES"\nMARK sysrc 0\n', "", "reading the jail gave an incomplete answer"),
+    ],
+)
+def test_a_failed_or_partial_read_fails(rc, out, err, message):
     host = FakeHost({"atlascms": fresh()})
-    real = host.__call__
+    with pytest.raises(jp.ProvisionError, match=message):
+        jp.provision(jp.Runner(read_fails(host, rc, out, err)), [CMS], check_mode=False)
+    assert not [t for t in host.tools() if t.startswith(("pkg install", "sysrc", "service"))]
 
-    def jexec_fails(argv, environ_update=None):
-        if argv[4].endswith("/sysrc"):
-            return 1, "", 'jexec: jail "atlascms" not found\n'
-        return real(argv, environ_update)
 
-    with pytest.raises(jp.ProvisionError, match="atlascms: sysrc -j atlascms failed .*not found"):
-        jp.provision(jp.Runner(jexec_fails), [CMS], check_mode=False)
+def test_output_that_imitates_a_marker_is_not_taken_for_one():
+    """The marker is random per call: a value printing a fake status line is just a line."""
+    host = FakeHost({"atlascms": {"packages": {"nginx"}, "rc": {"nginx_enable": "YES"}, "running": set()}})
+    out = 'nginx_enable="YES"\nMARK sysrc 0\n0000 service 0 nginx\nMARK service 1 nginx\n'
+    results, _diff = jp.provision(jp.Runner(read_fails(host, 0, out, "")), [CMS], check_mode=True)
+    assert results["atlascms"]["started"] == ["nginx"] and results["atlascms"]["rc_conf"] == {}
 
 
 def test_a_jail_that_does_not_run_fails_outside_check_mode():
