@@ -149,7 +149,7 @@ fast() {{
     exec {PRIVATE_BIN}/sed $gnu -e "$script" -- "$@"
 }}
 fast "$@"
-exec {PYTHON} -c '{python_entry}' "$@"
+exec {PYTHON} -S -c '{python_entry}' "$@"
 """
 
 
@@ -168,7 +168,9 @@ def double_script(name):
     else:
         entry = ("from standin_doubles import dispatch\n"
                  f"sys.exit(dispatch({name!r}, sys.argv[1:]))\n")
-    return (f"#!{PYTHON}\n"
+    # -S: no site module. The doubles need only the standard library, and site's start-up (its path scan and
+    # the stand-in's sitecustomize, which is for the FreeBSD programs' Python) would more than double theirs.
+    return (f"#!{PYTHON} -S\n"
             f"# stand-in FreeBSD host: double of {name} (tests/standin/doubles)\n"
             "import sys\n"
             f"sys.path.insert(0, {DOUBLE_DIR!r})\n" + entry)
