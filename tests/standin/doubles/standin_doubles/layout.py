@@ -153,6 +153,10 @@ exec {PYTHON} -S -c '{python_entry}' "$@"
 """
 
 
+# Doubles that stay running, found by their rc.d scripts' check_pidfile (procname, command).
+DAEMONS = ("daemon", "sshd", "nginx", "ollama", "llama-server")
+
+
 def double_script(name):
     # The interpreter is the stand-in's private one: /usr/bin/python3 is not
     # on a FreeBSD host, so it is hidden from the stand-in's userland.
@@ -170,7 +174,9 @@ def double_script(name):
                  f"sys.exit(dispatch({name!r}, sys.argv[1:]))\n")
     # -S: no site module. The doubles need only the standard library, and site's start-up (its path scan and
     # the stand-in's sitecustomize, which is for the FreeBSD programs' Python) would more than double theirs.
-    return (f"#!{PYTHON} -S\n"
+    # Not for the daemons: rc.subr knows their processes by argv[1], which must stay the script's path.
+    flags = "" if name in DAEMONS else " -S"
+    return (f"#!{PYTHON}{flags}\n"
             f"# stand-in FreeBSD host: double of {name} (tests/standin/doubles)\n"
             "import sys\n"
             f"sys.path.insert(0, {DOUBLE_DIR!r})\n" + entry)
