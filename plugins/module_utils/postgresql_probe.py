@@ -58,9 +58,15 @@ SELECT json_build_object(
       'auth_method', auth_method, 'error', error) ORDER BY line_number), '[]') FROM pg_hba_file_rules)
 );
 """
+# Then, for each of the agent's databases that exists and takes connections, its installed extensions: one psql
+# run answers everything. DB is a name the plan derived and validate() checked (NAME_RE).
 EXTENSIONS_SQL = r"""
+SELECT EXISTS (SELECT FROM pg_database WHERE datname = '{db}' AND datallowconn) AS warden_db_exists \gset
+\if :warden_db_exists
+\connect {db}
 SELECT json_build_object('database', current_database(),
   'extensions', (SELECT coalesce(json_agg(extname ORDER BY extname), '[]') FROM pg_extension));
+\endif
 """
 
 
@@ -164,8 +170,8 @@ def running_jails(run):
 def probe(run, entry, jails_up):
     """The state of one agent's PostgreSQL and its differences from entry (an element of the databases option).
 
-    jails_up: the running jails (running_jails()).  A running server answers the first psql call; only when it
-    does not are initdb and the server's status asked for (two more commands).
+    jails_up: the running jails (running_jails()).  A running server answers everything in one psql call; only
+    when it does not are initdb and the server's status asked for (two more commands).
     """
     jail = entry["jail"]
     found = {"agent": entry["agent"], "jail": jail, "differences": [], "jail_running": jail in jails_up}
@@ -176,7 +182,8 @@ def probe(run, entry, jails_up):
         diff.append("jail")
         return found
     variables = {"role": entry["role"], "dbs": ",".join(entry["databases"]), "exts": ",".join(entry["extensions"])}
-    rc, out, err = _psql(run, jail, "postgres", CLUSTER_SQL, variables)
+    script = CLUSTER_SQL + "".join(EXTENSIONS_SQL.format(db=db) for db in entry["databases"])
+    rc, out, err = _psql(run, jail, "postgres", script, variables)
     if rc != 0:
         rc_init, _out, _err = run([JEXEC, "-l", "-U", "postgres", jail, "/bin/test", "-f",
                                    f"{entry['data_directory']}/PG_VERSION"])
@@ -188,7 +195,7 @@ def probe(run, entry, jails_up):
         diff += [d for d in DIFFERENCES if d not in ("jail", "restart") and (d != "cluster" or rc_init != 0)]
         return found
     found.update(initialized=True, running=True)
-    state = _json_lines(out)[0]
+    state, *extension_rows = _json_lines(out)
     found.update(
         listen_addresses=state["listen_addresses"],
         password_encryption=state["password_encryption"],
@@ -215,7 +222,7 @@ def probe(run, entry, jails_up):
         diff.append("password")
     if any(state["databases"].get(db) != entry["role"] for db in entry["databases"]):
         diff.append("databases")
-    found["extensions"] = _extensions(run, jail, [db for db in entry["databases"] if db in state["databases"]])
+    found["extensions"] = {row["database"]: row["extensions"] for row in extension_rows}
     if any(sorted(set(entry["extensions"]) - set(found["extensions"].get(db, []))) for db in entry["databases"]):
         diff.append("extensions")
     if state["pending_restart"]:
@@ -229,17 +236,6 @@ def probe_all(run, entries, jails_up):
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(PARALLEL_READS, len(entries)))) as pool:
         found = list(pool.map(lambda entry: probe(run, entry, jails_up), entries))
     return {entry["agent"]: state for entry, state in zip(entries, found, strict=True)}
-
-
-def _extensions(run, jail, databases):
-    """Installed extensions of each existing database, in one psql call."""
-    if not databases:
-        return {}
-    script = "".join(f"\\connect {db}\n{EXTENSIONS_SQL}" for db in databases)
-    rc, out, err = _psql(run, jail, databases[0], script)
-    if rc != 0:
-        raise ProbeError(f"{jail}: psql listing extensions failed (rc {rc}): {err.strip() or out.strip()}")
-    return {row["database"]: row["extensions"] for row in _json_lines(out)}
 
 
 class ProbeError(Exception):
