@@ -7,12 +7,13 @@ can plant symlinks there): pkg(8) attaches with ``pkg -j``, sysrc(8) and service
 ``-j`` options (both jexec(8) into the jail). Each call runs under timeout(1), whose reaper ends
 the whole process tree of a command that hangs.
 
-For each jail: list the installed packages once (``pkg -j NAME query -a %n``), and read the wanted
-rc.conf variables (``sysrc -i -e VAR...``), the services' status (``service SVC status``) and the
-accounts' passwd entries (``pw usershow``) in one ``jexec`` (SURVEY); an account's repositories and
-authorized_keys in one more, as that account. Then install only the missing packages in one
-``pkg install``, set only the differing variables in one ``sysrc`` call and start only the services
-that are not running, and read everything back: an exit code alone is never taken as success.
+For each jail, one command (READ, under one timeout): list the installed packages
+(``pkg -j NAME query -a %n``), then, in one ``jexec`` (SURVEY), read the wanted rc.conf variables
+(``sysrc -i -e VAR...``), the services' status (``service SVC status``) and the accounts' passwd
+entries (``pw usershow``); an account's repositories and authorized_keys in one more, as that account.
+Then install only the missing packages in one ``pkg install``, set only the differing variables in
+one ``sysrc`` call and start only the services that are not running, and read everything back: an
+exit code alone is never taken as success.
 """
 
 from __future__ import annotations
@@ -55,7 +56,6 @@ PKG = CommandRunner(
     "pkg",
     {
         "jail": as_opt_val("-j"),
-        "query_all": as_fixed("query", "-a", "%n"),
         "install": as_fixed("install", "-y"),
     },
 )
@@ -120,13 +120,6 @@ def running_jails(run):
     return {line.strip() for line in out.splitlines() if line.strip()}
 
 
-def installed_packages(run, name):
-    rc, out, err = run(PKG.argv("jail query_all", jail=name))
-    if rc != 0:
-        raise ProvisionError(f"{name}: pkg -j {name} query failed (rc={rc}): {(err or out).strip()}")
-    return {line.strip() for line in out.splitlines() if line.strip()}
-
-
 # One jexec as the jail's root answers every question about the jail but its packages. Arguments: a marker
 # (random per call, so no output can fake a section), the count of rc.conf variables, the variables, the
 # count of services, the services, then the accounts. Every name was checked against its pattern before.
@@ -138,6 +131,14 @@ while [ "$n" -gt 0 ]; do
   /usr/sbin/service "$1" status >/dev/null 2>&1; echo "$mark service $? $1"; n=$((n - 1)); shift
 done
 for user; do /usr/sbin/pw usershow "$user" 2>/dev/null; echo "$mark user $? $user"; done
+"""
+
+
+# On the host, under the one timeout(1) of the read: pkg -j lists the jail's packages (pkg attaches to the jail
+# itself: no pkg needed inside), a marker line with its status, then SURVEY in the jail, as its root.
+READ = r"""jail=$1 mark=$2 survey=$3; shift 3
+/usr/sbin/pkg -j "$jail" query -a %n; echo "$mark pkg $?"
+exec /usr/sbin/jexec -l -U root "$jail" /bin/sh -c "$survey" sh "$mark" "$@"
 """
 
 
@@ -154,17 +155,24 @@ def sections(out, mark):
 
 
 def read_jail(run, name, jail):
-    """(rc.conf values of the wanted variables, running services, {account: passwd fields}) from one jexec."""
+    """(installed packages, rc.conf values of the wanted variables, running services, {account: passwd fields})
+    from one command (READ)."""
     variables, services = sorted(jail["rc_conf"]), list(jail["services"])
     users = [a["name"] for a in jail.get("accounts") or []]
     mark = os.urandom(8).hex()
-    argv = JEXEC.argv("login user jail", user="root", jail=name) + ["/bin/sh", "-c", SURVEY, "sh", mark]
+    argv = ["/bin/sh", "-c", READ, "sh", name, mark, SURVEY]
     rc, out, err = run(argv + [str(len(variables)), *variables, str(len(services)), *services, *users])
+    sections_ = sections(out, mark)
+    pkg = next((words[1] for words, _lines in sections_ if words[0] == "pkg"), None)
+    if pkg != "0":
+        raise ProvisionError(f"{name}: pkg -j {name} query failed (rc={pkg or rc}): {(err or out).strip()}")
     if rc != 0:
         raise ProvisionError(f"{name}: reading the jail failed (rc={rc}): {(err or out).strip()}")
-    values, status, accounts = {}, {}, {}
-    for words, lines in sections(out, mark):
-        if words[0] == "sysrc":
+    packages, values, status, accounts = set(), {}, {}, {}
+    for words, lines in sections_:
+        if words[0] == "pkg":
+            packages = {line.strip() for line in lines if line.strip()}
+        elif words[0] == "sysrc":
             # sysrc exits 1 when a variable is unset, silently with -i (usr.sbin/sysrc/sysrc): only a message is
             # an error
             if words[1] != "0" and (words[1] != "1" or err.strip()):
@@ -181,7 +189,7 @@ def read_jail(run, name, jail):
     if set(status) != set(services) or set(accounts) != set(users):
         raise ProvisionError(f"{name}: reading the jail gave an incomplete answer: {out.strip()!r}")
     # rc.subr's status: exit 0 only while the service's process runs
-    return values, {s for s, rc in status.items() if rc == "0"}, accounts
+    return packages, values, {s for s, rc in status.items() if rc == "0"}, accounts
 
 
 def service_running(run, name, service):
@@ -191,9 +199,8 @@ def service_running(run, name, service):
 
 
 def observe(run, name, jail):
-    """(what the jail has, {account: what it has}): one pkg query, one jexec, one more per existing account."""
-    packages = installed_packages(run, name)
-    values, running, passwd = read_jail(run, name, jail)
+    """(what the jail has, {account: what it has}): one command, one more per existing account."""
+    packages, values, running, passwd = read_jail(run, name, jail)
     seen = {
         "packages": sorted(p for p in jail["packages"] if p in packages),
         "rc_conf": values,

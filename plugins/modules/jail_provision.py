@@ -8,10 +8,10 @@ module: jail_provision
 short_description: Packages, rc.conf values and running services in every service jail of a host, in one call
 version_added: 0.1.0
 description:
-  - For every jail in O(jails), in one call per host, reads what the jail has (C(pkg -j NAME query -a %n), then
-    one C(jexec -l -U root NAME /bin/sh) that runs C(sysrc -i -e VAR...), C(service SVC status) for each service
-    and C(pw usershow) for each account, and one C(jexec -l -U ACCOUNT) per existing account that lists its home
-    and reads its C(authorized_keys)) and acts only on the difference, with one
+  - For every jail in O(jails), in one call per host, reads what the jail has with one command per jail
+    (C(pkg -j NAME query -a %n), then one C(jexec -l -U root NAME /bin/sh) that runs C(sysrc -i -e VAR...),
+    C(service SVC status) for each service and C(pw usershow) for each account) and one C(jexec -l -U ACCOUNT) per
+    existing account that lists its home and reads its C(authorized_keys), and acts only on the difference, with one
     C(pkg -j NAME install -y) of the missing packages, one C(sysrc -j NAME VAR=VALUE...) of the differing
     variables, C(service -j NAME SVC start) of the services that are not running, in this order. Then it reads
     everything back and fails unless the jail is as wanted.

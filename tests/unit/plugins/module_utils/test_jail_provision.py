@@ -36,6 +36,14 @@ class FakeHost:
         assert foreground == (cmd[0].endswith("/service") and cmd[-1] == "start"), argv
         self.calls.append((cmd, dict(environ_update or {})))
         tool, args = cmd[0].rsplit("/", 1)[1], cmd[1:]
+        if cmd[:3] == ["/bin/sh", "-c", jp.READ]:
+            # pkg -j JAIL query -a %n, a marker with its status, then SURVEY in the jail as root
+            assert args[2:4] == ["sh", args[3]] and args[5] == jp.SURVEY
+            name, mark = args[3], args[4]
+            if name not in self.jails:
+                return 1, f"{mark} pkg 1\n", f'pkg: jail "{name}" not found\njexec: jail "{name}" not found\n'
+            packages = "".join(f"{p}\n" for p in sorted(self.jails[name]["packages"]))
+            return 0, f"{packages}{mark} pkg 0\n" + self.survey(self.jails[name], mark, args[6:]), ""
         if tool == "jexec":
             assert args[:2] == ["-l", "-U"], args
             return self.jexec(args[2], args[3], args[4:], data, binary_data)
@@ -45,8 +53,6 @@ class FakeHost:
             return 0, "".join(f"{name}\n" for name in sorted(self.jails)) + "atlascmsold\n", ""
         jail = self.jails[args[1]]
         args = args[2:]
-        if tool == "pkg" and args == ["query", "-a", "%n"]:
-            return 0, "".join(f"{p}\n" for p in sorted(jail["packages"])), ""
         if tool == "pkg" and args[:2] == ["install", "-y"]:
             assert environ_update == {"ASSUME_ALWAYS_YES": "yes"}
             jail["packages"] |= set(args[2:])
@@ -68,9 +74,6 @@ class FakeHost:
         jail = self.jails[jail_name]
         users = jail.setdefault("users", {})
         files = jail.setdefault("files", {})
-        if argv[:3] == ["/bin/sh", "-c", jp.SURVEY]:
-            assert user == "root" and argv[3] == "sh"
-            return 0, self.survey(jail, argv[4], argv[5:]), ""
         if argv[:2] == ["pw", "useradd"]:
             assert user == "root"
             rest = [a for a in argv[2:] if a != "-m"]
@@ -116,8 +119,10 @@ class FakeHost:
         return "".join(f"{line}\n" for line in lines)
 
     def tools(self):
-        return [c[0][0].rsplit("/", 1)[1] + " " + " ".join(c[0][4 if c[0][0].endswith("jexec") else 3:])
-                for c in self.calls]
+        """Each call in short: "read JAIL" for jail_provision.READ, else the tool and its arguments after the jail."""
+        return [f"read {cmd[4]}" if cmd[:3] == ["/bin/sh", "-c", jp.READ]
+                else cmd[0].rsplit("/", 1)[1] + " " + " ".join(cmd[4 if cmd[0].endswith("jexec") else 3:])
+                for cmd, _env in self.calls]
 
 
 CMS = {"name": "atlascms", "packages": ["nginx"], "rc_conf": {"nginx_enable": "YES"}, "services": ["nginx"]}
@@ -138,17 +143,16 @@ def test_fresh_jails_get_packages_then_rc_conf_then_services_and_are_read_back()
     assert results["atlasdb"]["started"] == []
     assert host.jails["atlascms"]["running"] == {"nginx"}
     assert host.jails["atlasdb"]["rc"]["postgresql_enable"] == "YES"
-    cms = [c[0] for c in host.calls if "atlascms" in c[0]]
-    order = [f"{argv[0].rsplit('/', 1)[1]} {argv[3]}" for argv in cms]
-    # read (packages, then rc.conf and services in one jexec), change, read back
-    assert order == ["pkg query", "jexec root", "pkg install", "sysrc nginx_enable=YES",
-                     "service nginx", "pkg query", "jexec root"]
+    cms = [t for t, (argv, _env) in zip(host.tools(), host.calls, strict=True) if "atlascms" in argv]
+    # read (packages, rc.conf and services in one command), change, read back
+    assert cms == ["read atlascms", "pkg install -y nginx", "sysrc nginx_enable=YES", "service nginx start",
+                   "read atlascms"]
     # every jail is read before anything changes (the reads run in parallel)
     tools = host.tools()
     first_change = tools.index(next(t for t in tools if t.startswith("pkg install")))
     assert [c[0][1:] for c in host.calls if c[0][0].endswith("/jls")] == [["name"]]  # once, for the host, first
     assert host.calls[0][0] == ["/usr/sbin/jls", "name"]
-    assert sum(t.startswith("pkg query") for t in tools[:first_change]) == 2
+    assert sum(t.startswith("read ") for t in tools[:first_change]) == 2
     assert diff["before"]["atlascms"] == {"packages": [], "rc_conf": {}, "running": []}
     assert diff["after"]["atlascms"] == {
         "packages": ["nginx"], "rc_conf": {"nginx_enable": "YES"}, "running": ["nginx"]}
@@ -160,7 +164,7 @@ def test_a_provisioned_jail_is_only_read():
     assert results["atlascms"]["changed"] is False
     assert diff == {"before": {}, "after": {}}
     assert all(not t.startswith(("pkg install", "service nginx start")) for t in host.tools())
-    assert len(host.calls) == 3  # jls name (once for the host), pkg query, one jexec for rc.conf and services
+    assert host.tools() == ["jls ", "read atlascms"]  # jls name once for the host, one read for the jail
 
 
 def test_only_the_difference_is_applied():
@@ -178,18 +182,17 @@ def test_check_mode_reports_and_changes_nothing_even_before_the_jail_exists():
     results, diff = jp.provision(jp.Runner(host), [CMS, DB], check_mode=True)
     assert results["atlascms"]["changed"] and results["atlasdb"]["changed"]
     assert results["atlasdb"]["installed"] == ["postgresql17-server", "pgvector"]
-    assert host.jails["atlascms"] == dict(fresh(), users={}, files={})
-    reads = ("jls ", "pkg query -a %n", f"jexec atlascms /bin/sh -c {jp.SURVEY} sh ")
-    assert host.tools() and all(t.startswith(reads) for t in host.tools())
+    assert host.jails["atlascms"] == fresh()
+    assert host.tools() == ["jls ", "read atlascms"]
     assert diff["after"]["atlasdb"]["rc_conf"] == {"postgresql_enable": "YES"}
 
 
 def read_fails(host, rc, out, err):
-    """host, except that SURVEY answers (rc, out with its marker, err)."""
+    """host, except that READ answers (rc, out with its marker, err)."""
 
     def run(argv, environ_update=None, data=None, binary_data=False):
-        if jp.SURVEY in argv:
-            mark = argv[argv.index(jp.SURVEY) + 2]
+        if jp.READ in argv:
+            mark = argv[argv.index(jp.READ) + 3]
             return rc, out.replace("MARK", mark), err
         return host(argv, environ_update, data, binary_data)
 
@@ -199,13 +202,16 @@ def read_fails(host, rc, out, err):
 @pytest.mark.parametrize(
     ("rc", "out", "err", "message"),
     [
-        (1, "", 'jexec: jail "atlascms" not found\n', r"atlascms: reading the jail failed \(rc=1\): jexec: jail"),
+        (1, "MARK pkg 3\n", "pkg: jail_attach: Operation not permitted\n",
+         r"atlascms: pkg -j atlascms query failed \(rc=3\): pkg: jail_attach"),
+        (1, "", "timeout: sh: Cannot allocate memory\n", r"atlascms: pkg -j atlascms query failed \(rc=1\)"),
+        (1, "MARK pkg 0\n", 'jexec: jail "atlascms" not found\n', r"atlascms: reading the jail failed \(rc=1\): jexec"),
         # sysrc exits 1 for an unset variable (silently with -i): a message makes it an error
-        (0, "MARK sysrc 1\nMARK service 0 nginx\n", "sysrc: /etc/rc.conf: Permission denied\n",
+        (0, "MARK pkg 0\nMARK sysrc 1\nMARK service 0 nginx\n", "sysrc: /etc/rc.conf: Permission denied\n",
          r"atlascms: sysrc -i -e failed \(rc=1\): sysrc: /etc/rc.conf: Permission denied"),
-        (0, "MARK sysrc 2\nMARK service 0 nginx\n", "", r"sysrc -i -e failed \(rc=2\)"),
+        (0, "MARK pkg 0\nMARK sysrc 2\nMARK service 0 nginx\n", "", r"sysrc -i -e failed \(rc=2\)"),
         # a script cut short: a service without its status is not taken as stopped
-        (0, 'nginx_enable="YES"\nMARK sysrc 0\n', "", "reading the jail gave an incomplete answer"),
+        (0, 'MARK pkg 0\nnginx_enable="YES"\nMARK sysrc 0\n', "", "reading the jail gave an incomplete answer"),
     ],
 )
 def test_a_failed_or_partial_read_fails(rc, out, err, message):
@@ -218,7 +224,7 @@ def test_a_failed_or_partial_read_fails(rc, out, err, message):
 def test_output_that_imitates_a_marker_is_not_taken_for_one():
     """The marker is random per call: a value printing a fake status line is just a line."""
     host = FakeHost({"atlascms": {"packages": {"nginx"}, "rc": {"nginx_enable": "YES"}, "running": set()}})
-    out = 'nginx_enable="YES"\nMARK sysrc 0\n0000 service 0 nginx\nMARK service 1 nginx\n'
+    out = 'nginx\nMARK pkg 0\nnginx_enable="YES"\nMARK sysrc 0\n0000 service 0 nginx\nMARK service 1 nginx\n'
     results, _diff = jp.provision(jp.Runner(read_fails(host, 0, out, "")), [CMS], check_mode=True)
     assert results["atlascms"]["started"] == ["nginx"] and results["atlascms"]["rc_conf"] == {}
 
