@@ -179,8 +179,6 @@ def test_timeout_leaves_a_descendant_that_ignores_the_signal(host):
     ok(host, "pkill -KILL -f -x 'sleep 4101'")
 
 
-
-
 @pytest.mark.parametrize(
     ("script", "status"),
     [
@@ -197,6 +195,8 @@ def test_timeout_exit_status(host, script, status):
     """bin/timeout/timeout.c: the child's status, 124 on expiry (unless --preserve-status), 128 + a signal."""
     assert sh(host, script)[0] == status
     assert "sleep 410" not in ok(host, "ps -eo args")
+
+
 # ------------------------------------------------------------------ the services
 
 def test_services_enabled_and_running_as_the_agents_users(converged):
