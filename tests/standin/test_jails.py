@@ -321,6 +321,7 @@ def test_postgresql_does_not_start_in_a_jail_without_sysvshm(host):
     ok(host, "bastille config nosysv remove sysvshm >/dev/null 2>&1")
     assert ok(host, "bastille config nosysv get sysvshm").strip() == "not set"
     ok(host, "bastille restart nosysv >/dev/null 2>&1")
+    assert ok(host, "jls -j nosysv sysvmsg sysvsem sysvshm").split() == ["disable", "disable", "disable"]
     rc, out, _err = sh(host, "bastille service nosysv postgresql status 2>&1")
     assert rc != 0 and "no server running" in out
     # FreeBSD: "could not create shared memory segment: Function not implemented" (ENOSYS);
@@ -334,6 +335,7 @@ def test_postgresql_does_not_start_in_a_jail_without_sysvshm(host):
     assert ok(host, "jexec nosysv cat /proc/sys/kernel/shmmni").strip() == "0"
     # with sysvshm new the same jail gets a working IPC namespace of its own, and rc starts the server
     ok(host, "bastille config nosysv set sysvshm new >/dev/null && bastille restart nosysv >/dev/null 2>&1")
+    assert ok(host, "jls -n -j nosysv sysvshm vnet").split() == ["sysvshm=new", "vnet=new"]
     assert ok(host, "jexec nosysv cat /proc/sys/kernel/shmmni").strip() != "0"
     assert ok(host, "jexec nosysv readlink /proc/self/ns/ipc") != ok(host, "readlink /proc/self/ns/ipc")
     assert "server is running" in ok(host, "bastille service nosysv postgresql status")
@@ -352,6 +354,7 @@ def test_a_partly_inherited_sysv_ipc_is_refused(host):
     ok(host, "bastille config mixed remove sysvsem >/dev/null 2>&1 && bastille config mixed set allow.sysvipc"
              " >/dev/null && bastille start mixed >/dev/null 2>&1")
     assert ok(host, "jexec mixed readlink /proc/self/ns/ipc") == ok(host, "readlink /proc/self/ns/ipc")
+    assert ok(host, "jls -j mixed sysvmsg sysvsem sysvshm").split() == ["inherit", "inherit", "inherit"]
     ok(host, "bastille destroy -afy mixed >/dev/null 2>&1")
 
 

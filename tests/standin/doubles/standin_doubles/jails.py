@@ -44,7 +44,8 @@ from . import netns
 from .common import Exit, atomic_write, default_kernel, err, getopt_strict, kernel, not_implemented, out
 
 USR_DIRS = ("bin", "sbin", "lib", "lib64", "libexec", "share")
-JLS_PARAMS = ("jid", "name", "path", "host.hostname", "ip4.addr", "vnet", "osrelease", "dying")
+JLS_PARAMS = ("jid", "name", "path", "host.hostname", "ip4.addr", "vnet", "osrelease", "dying",
+              "sysvmsg", "sysvsem", "sysvshm")
 VIEWS = "/.standin/jails"
 # jail(8) "stop.timeout": seconds between SIGTERM and the jail's removal (default 10)
 STOP_TIMEOUT = 10
@@ -255,11 +256,16 @@ def mount_jail(root):
         params = read_params(jail_conf_of(j), name)
         _install_view(k, name, j, root, params)
     try:
-        netns.ensure_jail_ipc(name, sysv_params(params))
+        sysv = sysv_params(params)
+        netns.ensure_jail_ipc(name, sysv)
     except netns.NetnsError as exc:
         _abort_start(name, root, str(exc), 64)
     except Exit as exc:
         _abort_start(name, root, None, exc.code)
+    # what jls reports for the running jail: its values at creation, whatever jail.conf says later
+    with kernel(write=True) as k:
+        if name in k["jails"]:
+            k["jails"][name]["sysv"] = sysv
     _install_base_files(root)
 
 
@@ -476,6 +482,9 @@ def _param(j, name, p):
         return j.get("osrelease", "")
     if p == "dying":
         return "false"
+    if p in ("sysvmsg", "sysvsem", "sysvshm"):
+        # jailsys parameters print as disable, new or inherit (lib/libjail/jail.c)
+        return j.get("sysv", {}).get(p, "disable")
     return ""
 
 
