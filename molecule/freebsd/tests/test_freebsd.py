@@ -191,7 +191,7 @@ def test_every_jail_of_the_plan_runs_as_a_vnet_jail_on_warden0(root, plan):
         name = jail["name"]
         assert name in running, name
         assert root.check_output(f"jls -j {name} vnet") == "new", name
-        inside = root.check_output(f"jexec {name} ifconfig -a inet")
+        inside = root.check_output(f"jexec {name} ifconfig")
         assert f"inet {jail['ip']} " in inside, (name, inside)
         route = root.check_output(f"jexec {name} route -n get default")
         assert f"gateway: {jail['gateway']}" in route, (name, route)
