@@ -89,8 +89,9 @@ def test_private_interpreter_and_host_tools(host):
     # Ansible's interpreter is FreeBSD's path; it still finds its stdlib and the sitecustomize
     out = ok(host, "/usr/local/bin/python3.11 -c 'import sys, platform; print(sys.prefix, platform.system())'")
     assert out == "/usr FreeBSD\n"
-    out = ok(host, "head -1 /usr/sbin/sysrc")
-    assert out == "#!/usr/libexec/standin/bin/python3.11\n"
+    # the doubles start without site (-S); the daemons keep it, rc.subr knows them by argv[1] (their script)
+    assert ok(host, "head -1 /usr/sbin/sysrc") == "#!/usr/libexec/standin/bin/python3.11 -S\n"
+    assert ok(host, "head -1 /usr/sbin/daemon") == "#!/usr/libexec/standin/bin/python3.11\n"
     # host_tool() reaches machine binaries that are hidden from PATH
     out = ok(host, "/usr/local/bin/python3.11 -c 'import sys; sys.path.insert(0, \"/usr/libexec/standin\"); "
                    "from standin_doubles.layout import host_tool; print(host_tool(\"ip\")); "
