@@ -8,6 +8,7 @@ Needs root.
 
 import os
 import sys
+import time
 import uuid
 
 import pytest
@@ -57,6 +58,16 @@ def probe(host, port, path):
     return sh(host, f"/usr/local/bin/python3.11 -c \"$PROBE\" {IP} {port} {path}".replace("$PROBE", PROBE))
 
 
+def probe_until_served(host, port, path, within=15.0):
+    """probe() until it answers: a server under daemon(8) binds its port after `service start` has returned."""
+    deadline = time.monotonic() + within
+    while True:
+        rc, out, err = probe(host, port, path)
+        if rc == 0 or time.monotonic() > deadline:
+            return rc, out, err
+        time.sleep(0.2)
+
+
 def refused(host, script):
     rc, _out, err = sh(host, script)
     assert rc == 64 and "is not implemented" in err, (script, rc, err)
@@ -104,7 +115,7 @@ def test_ollama_listens_on_ollama_host_from_rc_conf(host):
     ok(host, f"sysrc -j {JAIL} ollama_enable=YES ollama_env=OLLAMA_HOST={IP}:11434")
     ok(host, f"service -j {JAIL} ollama start")
     assert "is running as pid" in ok(host, f"service -j {JAIL} ollama status")
-    rc, out, err = probe(host, 11434, "/api/version")
+    rc, out, err = probe_until_served(host, 11434, "/api/version")
     assert rc == 0 and '"version": "0.9.6"' in out, err
     ok(host, f"service -j {JAIL} ollama stop")
 
@@ -122,7 +133,7 @@ def test_llama_server_needs_its_model_file(host):
     ok(host, f"jexec {JAIL} install -d -o nobody /var/run/llama-server")
     ok(host, f"sysrc -j {JAIL} llama_server_pidfile=/var/run/llama-server/llama_server.pid")
     ok(host, f"service -j {JAIL} llama-server start")
-    rc, out, err = probe(host, 8080, "/health")
+    rc, out, err = probe_until_served(host, 8080, "/health")
     assert rc == 0 and '"status": "ok"' in out, err
     refused(host, f"jexec {JAIL} /usr/local/bin/llama-server --model")
 
