@@ -59,9 +59,7 @@ PKG = CommandRunner(
         "install": as_fixed("install", "-y"),
     },
 )
-SYSRC = CommandRunner(
-    "sysrc", {"jail": as_opt_val("-j"), "ignore_unknown": as_fixed("-i"), "env_format": as_fixed("-e")}
-)
+SYSRC = CommandRunner("sysrc", {"jail": as_opt_val("-j")})
 SERVICE = CommandRunner("service", {"jail": as_opt_val("-j"), "name": as_value()})
 
 
@@ -162,14 +160,14 @@ def read_jail(run, name, jail):
     mark = os.urandom(8).hex()
     argv = ["/bin/sh", "-c", READ, "sh", name, mark, SURVEY]
     rc, out, err = run(argv + [str(len(variables)), *variables, str(len(services)), *services, *users])
-    sections_ = sections(out, mark)
-    pkg = next((words[1] for words, _lines in sections_ if words[0] == "pkg"), None)
+    found = sections(out, mark)
+    pkg = next((words[1] for words, _lines in found if words[0] == "pkg"), None)
     if pkg != "0":
         raise ProvisionError(f"{name}: pkg -j {name} query failed (rc={pkg or rc}): {(err or out).strip()}")
     if rc != 0:
         raise ProvisionError(f"{name}: reading the jail failed (rc={rc}): {(err or out).strip()}")
     packages, values, status, accounts = set(), {}, {}, {}
-    for words, lines in sections_:
+    for words, lines in found:
         if words[0] == "pkg":
             packages = {line.strip() for line in lines if line.strip()}
         elif words[0] == "sysrc":
